@@ -1,0 +1,45 @@
+# One-command entry points. `make install` once, then `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install test unit integration lint format crds controlplane clean
+
+install: $(VENV)/.installed controlplane
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Builds (once per machine, cached outside the tree) kube-apiserver, etcd,
+# kube-controller-manager and helm; fast when already built.
+controlplane: $(VENV)/.installed
+	$(BIN)/webhook-operator cluster build
+
+# The whole suite: unit tests and the integration tests against a real local control plane.
+test: $(VENV)/.installed controlplane
+	$(BIN)/pytest
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit
+
+integration: $(VENV)/.installed controlplane
+	$(BIN)/pytest tests/integration
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests
+	$(BIN)/mypy
+	cd tests/controlplane && test -z "$$(gofmt -l .)"
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests
+
+crds: $(VENV)/.installed
+	$(BIN)/webhook-operator crds --output-dir crds
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from webhook_operator.cli import main
+
+main()

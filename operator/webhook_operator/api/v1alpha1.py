@@ -1,0 +1,425 @@
+"""The v1alpha1 API: WebhookApp and WebhookEndpoint, written once.
+
+These pydantic models are the single source of the CRD schemas in `crds/` (see
+`webhook_operator.crdgen`), and the operator and the delivery service parse objects with
+them. Field docstrings become the OpenAPI descriptions that `kubectl explain` prints, so
+they are written for the person reading that output. Rules that types alone cannot say are
+CEL rules (`x-kubernetes-validations`) attached with `cel()`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "webhook-operator.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# A Go-style duration ("30s", "5m", "1h30m"), which CEL's duration() also parses.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# Event type names: dot-separated lowercase segments ("invoice.paid").
+EVENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
+# A subscription may also end in a wildcard segment ("invoice.*") or be "*" alone.
+EVENT_FILTER_PATTERN = r"^(\*|[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*(\.\*)?)$"
+
+DEFAULT_RETRY_SCHEDULE = ("1m", "5m", "30m", "2h")
+
+
+def cel_string(value: str) -> str:
+    """A CEL string literal for `value` (CEL, like Go, rejects unknown escapes such as \\.)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+URL_PATTERN = r"^https?://[^/?#@\s]+([/?#]\S*)?$"
+
+
+def cel(rule: str, message: str, **extra: str) -> dict[str, Any]:
+    """One `x-kubernetes-validations` entry."""
+    return {"rule": rule, "message": message, **extra}
+
+
+def k8s_extra(*rules: dict[str, Any], **schema: Any) -> dict[str, Any]:
+    """json_schema_extra carrying CEL rules and other Kubernetes schema keys."""
+    extra: dict[str, Any] = dict(schema)
+    if rules:
+        extra["x-kubernetes-validations"] = list(rules)
+    return extra
+
+
+def positive_duration(what: str) -> dict[str, Any]:
+    return cel(
+        f"self.matches({cel_string(DURATION_PATTERN)}) && duration(self) > duration('0s')",
+        f"{what} must be a positive duration such as 30s, 5m or 2h",
+    )
+
+
+def non_negative_duration(what: str) -> dict[str, Any]:
+    return cel(
+        f"self.matches({cel_string(DURATION_PATTERN)})",
+        f"{what} must be a duration such as 0s, 30m or 24h",
+    )
+
+
+RetryDelay = Annotated[
+    str,
+    Field(
+        max_length=32,
+        json_schema_extra=k8s_extra(positive_duration("each retry delay")),
+    ),
+]
+
+EventFilter = Annotated[
+    str,
+    Field(
+        max_length=256,
+        json_schema_extra=k8s_extra(
+            cel(
+                f"self.matches({cel_string(EVENT_FILTER_PATTERN)})",
+                "each event must be a type such as invoice.paid, a wildcard such as"
+                " invoice.*, or *",
+            )
+        ),
+    ),
+]
+
+
+class Model(BaseModel):
+    """camelCase on the wire, docstrings as descriptions, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+    )
+
+
+class Health(StrEnum):
+    """Endpoint health as shown by `kubectl get webhookendpoints`."""
+
+    PENDING = "Pending"
+    HEALTHY = "Healthy"
+    FAILING = "Failing"
+    DISABLED = "Disabled"
+
+
+# --- shared pieces -------------------------------------------------------------------------
+
+
+class LocalObjectReference(Model):
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the object in the same namespace."""
+
+
+class SecretKeyReference(Model):
+    name: str = Field(min_length=1, max_length=253)
+    """Name of a Secret in the endpoint's namespace. The operator reads it and never modifies
+    it; rotate such a secret by changing the Secret yourself."""
+    key: str = Field(default="secret", min_length=1, max_length=253)
+    """Key in the Secret whose value is the signing secret, in the form whsec_<base64> with
+    at least 24 random bytes."""
+
+
+class RetryPolicy(Model):
+    schedule: list[RetryDelay] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
+        min_length=0,
+        max_length=20,
+        json_schema_extra=k8s_extra(**{"x-kubernetes-list-type": "atomic"}),
+    )
+    """Delays before each retry, counted from the previous attempt, as durations. The
+    default 1m, 5m, 30m, 2h makes five attempts in all; an empty list means a single
+    attempt. After the last failed attempt the delivery is exhausted and the endpoint is
+    disabled automatically."""
+
+
+class RateLimit(Model):
+    per_second: int = Field(ge=1, le=100_000)
+    """Deliveries per second this endpoint receives at most. Also applies when held or
+    replayed deliveries drain after the endpoint is enabled again."""
+    burst: int | None = Field(default=None, ge=1, le=100_000)
+    """Deliveries allowed at once above the steady rate. Defaults to perSecond."""
+
+
+class SecretRotation(Model):
+    grace_period: str = Field(
+        default="24h",
+        max_length=32,
+        json_schema_extra=k8s_extra(non_negative_duration("gracePeriod")),
+    )
+    """How long the previous secret keeps verifying after a rotation. During this period
+    deliveries carry one signature per valid secret. 0s stops the old secret at once."""
+    interval: str | None = Field(
+        default=None,
+        max_length=32,
+        json_schema_extra=k8s_extra(positive_duration("interval")),
+    )
+    """Rotate the generated secret automatically this often (for example 720h). Unset
+    means rotation only on demand, with the annotation webhook-operator.dev/rotate-secret."""
+
+
+class DeliverySettings(Model):
+    """Delivery settings shared by endpoints and by an app's endpoint defaults."""
+
+    retry: RetryPolicy | None = None
+    """When to retry a failed delivery."""
+    timeout: str | None = Field(
+        default=None,
+        max_length=32,
+        json_schema_extra=k8s_extra(
+            positive_duration("timeout"),
+            cel(
+                f"!self.matches({cel_string(DURATION_PATTERN)})"
+                " || duration(self) <= duration('60s')",
+                "timeout must be at most 60s",
+            ),
+        ),
+    )
+    """How long one attempt may take, headers and body included, before it counts as a
+    failure. Default 15s, at most 60s."""
+    rate_limit: RateLimit | None = None
+    """Upper bound on the delivery rate to this endpoint. Unset means no rate limit."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    """How many deliveries may be in flight to this endpoint at once. Default 10."""
+    headers: dict[str, str] | None = Field(
+        default=None,
+        json_schema_extra=k8s_extra(
+            cel(
+                "self.all(k, !k.lowerAscii().startsWith('webhook-'))",
+                "headers must not set the webhook-* signature headers",
+            ),
+            cel(
+                "self.all(k, k.matches('^[A-Za-z0-9-]+$'))",
+                "header names may contain only letters, digits and '-'",
+            ),
+            cel(
+                "self.all(k, !(k.lowerAscii() in ['host', 'content-length', 'content-type',"
+                " 'connection', 'transfer-encoding', 'user-agent']))",
+                "headers must not set Host, Content-Length, Content-Type, Connection,"
+                " Transfer-Encoding or User-Agent",
+            ),
+            maxProperties=32,
+        ),
+    )
+    """Extra HTTP headers sent with every delivery, for example an API key the receiver
+    expects. They cannot replace the webhook-* signature headers."""
+    secret_rotation: SecretRotation | None = None
+    """Grace period and optional schedule for rotating the signing secret."""
+
+
+# --- WebhookEndpoint -----------------------------------------------------------------------
+
+
+def _events_schema(schema: dict[str, Any]) -> None:
+    # The CEL rule says it better than minItems' "should have at least 1 items"; keeping
+    # both would print the complaint twice.
+    schema.pop("minItems", None)
+    schema["x-kubernetes-list-type"] = "set"
+    schema["x-kubernetes-validations"] = [
+        cel("self.size() >= 1", "events must name at least one event type")
+    ]
+
+
+class WebhookEndpointSpec(DeliverySettings):
+    model_config = ConfigDict(
+        json_schema_extra=k8s_extra(
+            cel(
+                "self.url.startsWith('https://') || (self.url.startsWith('http://')"
+                " && has(self.allowInsecureHttp) && self.allowInsecureHttp)",
+                "url must use https:// (set allowInsecureHttp: true to allow plain http://)",
+                fieldPath=".url",
+                reason="FieldValueInvalid",
+            ),
+        )
+    )
+
+    app_ref: LocalObjectReference
+    """The WebhookApp in this namespace whose events this endpoint receives."""
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        json_schema_extra=k8s_extra(
+            cel(
+                f"self.matches({cel_string(URL_PATTERN)})",
+                "url must be an absolute http(s) URL with a host and no credentials",
+            )
+        ),
+    )
+    """Where deliveries are POSTed. Must be https:// unless allowInsecureHttp is true."""
+    allow_insecure_http: bool = False
+    """Allow a plain http:// url. Meant for in-cluster receivers and local development;
+    payloads and signatures then travel unencrypted."""
+    description: str | None = Field(default=None, max_length=1024)
+    """A note for people, for example "Slack #billing notifier"."""
+    events: list[EventFilter] = Field(
+        min_length=1,
+        max_length=256,
+        json_schema_extra=_events_schema,
+    )
+    """Event types this endpoint subscribes to, such as invoice.paid. A trailing wildcard
+    segment (invoice.*) matches every type under it; * alone matches everything. When the
+    app declares an event catalog, each entry must match a catalog type."""
+    active: bool = True
+    """false pauses delivery without deleting the endpoint: events that arrive meanwhile are
+    held and delivered, oldest first, when it is true again."""
+    secret_ref: SecretKeyReference | None = None
+    """Use your own signing secret from this Secret. Unset, the operator generates one in a
+    Secret named <endpoint>-signing-secret, owned by this endpoint."""
+
+
+class Condition(Model):
+    """A condition in the standard Kubernetes shape."""
+
+    type: str = Field(max_length=316)
+    """Type of the condition, for example Ready, SecretReady or AppResolved."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = Field(max_length=1024)
+    """One CamelCase word saying why, for example AppNotFound."""
+    message: str = Field(default="", max_length=32768)
+    """What is wrong and how to fix it, for people."""
+    last_transition_time: datetime
+    """When the status last changed."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """metadata.generation of the object this condition was computed from."""
+
+
+_CONDITIONS_EXTRA = k8s_extra(
+    **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+)
+
+
+class SecretStatus(Model):
+    secret_name: str | None = None
+    """The Secret holding the signing secret (generated, or the one in secretRef)."""
+    rotated_at: datetime | None = None
+    """When the secret was last rotated."""
+    previous_expires_at: datetime | None = None
+    """Until when the previous secret still verifies. Unset when there is none."""
+
+
+class DeliveryCounts(Model):
+    delivered: int = Field(default=0, ge=0)
+    """Deliveries that succeeded in the recent window."""
+    failed: int = Field(default=0, ge=0)
+    """Attempts that failed in the recent window."""
+    exhausted: int = Field(default=0, ge=0)
+    """Deliveries that used up every retry in the recent window."""
+    pending: int = Field(default=0, ge=0)
+    """Deliveries waiting for their next attempt now."""
+    held: int = Field(default=0, ge=0)
+    """Deliveries held while the endpoint is paused or disabled."""
+    window: str | None = None
+    """The recent window these counts cover, for example 24h."""
+
+
+class WebhookEndpointStatus(Model):
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation this status was computed from."""
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=_CONDITIONS_EXTRA)
+    """Ready, plus SecretReady and AppResolved, each with a reason when False."""
+    health: Health = Health.PENDING
+    """Pending (no delivery yet), Healthy (last delivery 2xx), Failing (last attempt failed,
+    still retrying) or Disabled (retries exhausted, receiver answered 410 Gone, or paused)."""
+    disabled_reason: str | None = None
+    """Why the endpoint is Disabled: Paused, RetriesExhausted or Gone."""
+    disabled_at: datetime | None = None
+    """When delivery was disabled automatically."""
+    last_delivery_time: datetime | None = None
+    """When the last delivery attempt ended, successful or not."""
+    last_success_time: datetime | None = None
+    """When the last delivery succeeded."""
+    last_failure_time: datetime | None = None
+    """When the last delivery attempt failed."""
+    last_http_status: int | None = None
+    """HTTP status of the last attempt; unset when no response arrived."""
+    last_error: str | None = Field(default=None, max_length=1024)
+    """Error of the last failed attempt, as the delivery log shows it."""
+    consecutive_failures: int = Field(default=0, ge=0)
+    """Failed attempts since the last success."""
+    deliveries: DeliveryCounts | None = None
+    """Delivery counts over a recent window."""
+    secret: SecretStatus | None = None
+    """Where the signing secret is and its rotation state. Never the secret itself."""
+
+
+# --- WebhookApp ----------------------------------------------------------------------------
+
+
+class EventType(Model):
+    name: str = Field(
+        max_length=256,
+        json_schema_extra=k8s_extra(
+            cel(
+                f"self.matches({cel_string(EVENT_TYPE_PATTERN)})",
+                "event type names are dot-separated lowercase words, such as invoice.paid",
+            )
+        ),
+    )
+    """The event type, such as invoice.paid."""
+    description: str | None = Field(default=None, max_length=4096)
+    """What the event means and when it is sent."""
+    category: str | None = Field(default=None, max_length=128)
+    """A group to list the event under, such as Billing."""
+    schema_: dict[str, Any] | None = Field(
+        default=None,
+        alias="schema",
+        json_schema_extra=k8s_extra(
+            **{"x-kubernetes-preserve-unknown-fields": True, "type": "object"}
+        ),
+    )
+    """Optional JSON Schema that the event's data must satisfy. Events that fail it are
+    refused at ingest with 422."""
+    deprecated: bool = False
+    """Still accepted, but marked deprecated in the catalog."""
+
+
+class WebhookAppSpec(Model):
+    description: str | None = Field(default=None, max_length=1024)
+    """What this app sends, for people."""
+    event_types: list[EventType] = Field(
+        default_factory=list,
+        max_length=1024,
+        json_schema_extra=k8s_extra(
+            **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+        ),
+    )
+    """The event catalog. When it is not empty, emitting an undeclared type is refused and
+    endpoints may subscribe only to declared types (or wildcards matching them)."""
+    endpoint_defaults: DeliverySettings | None = None
+    """Delivery settings that this app's endpoints inherit when they do not set their own."""
+
+
+class WebhookAppStatus(Model):
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation this status was computed from."""
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=_CONDITIONS_EXTRA)
+    """Ready, with a reason when False."""
+    endpoints: int = Field(default=0, ge=0)
+    """Endpoints referring to this app."""
+    healthy_endpoints: int = Field(default=0, ge=0)
+    """Endpoints whose last delivery succeeded."""
+    failing_endpoints: int = Field(default=0, ge=0)
+    """Endpoints whose last attempt failed and that are still retrying."""
+    disabled_endpoints: int = Field(default=0, ge=0)
+    """Endpoints paused or disabled automatically."""
+    pending_endpoints: int = Field(default=0, ge=0)
+    """Endpoints that have not had a delivery yet."""
+    last_delivery_time: datetime | None = None
+    """Last delivery attempt across the app's endpoints."""
+    last_success_time: datetime | None = None
+    """Last successful delivery across the app's endpoints."""
+    last_failure_time: datetime | None = None
+    """Last failed attempt across the app's endpoints."""
+    deliveries: DeliveryCounts | None = None
+    """Delivery counts across the app's endpoints over a recent window."""
+    event_types: list[str] = Field(default_factory=list)
+    """The event types declared in the catalog."""
+    categories: list[str] = Field(default_factory=list)
+    """The categories used in the catalog."""

@@ -1,0 +1,118 @@
+"""The `webhook-operator` command: entry points for the operator, the delivery service
+and the local tooling grow here as subcommands."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from webhook_operator import __version__, crdgen
+from webhook_operator.devcluster import binaries as bins
+from webhook_operator.devcluster import cluster as cluster_mod
+from webhook_operator.devcluster import install
+
+app = typer.Typer(
+    help="Webhook delivery as Kubernetes custom resources.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+cluster_app = typer.Typer(
+    help="A real local control plane (etcd, kube-apiserver, "
+    "kube-controller-manager) for development and tests.",
+    no_args_is_help=True,
+)
+app.add_typer(cluster_app, name="cluster")
+console = Console(stderr=True, highlight=False)
+
+
+def _progress(message: str) -> None:
+    console.print(f"[dim]…[/dim] {message}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+@app.command()
+def crds(
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Write one file per CRD here instead of to stdout.")
+    ] = None,
+) -> None:
+    """Print (or write) the CustomResourceDefinitions generated from the API models."""
+    if output_dir is None:
+        print("---\n".join(crdgen.rendered_files().values()), end="")
+        return
+    for path in crdgen.write(output_dir):
+        console.print(f"wrote {path}")
+
+
+@cluster_app.command("build")
+def cluster_build(
+    helm: Annotated[bool, typer.Option(help="Also build helm.")] = True,
+) -> None:
+    """Build (or find in the cache) the control-plane binaries, kubectl and helm."""
+    try:
+        found = bins.resolve(_progress)
+        console.print(f"control plane: {found.origin}")
+        console.print(f"kubectl: {bins.kubectl_binary()}")
+        if helm:
+            console.print(f"helm: {bins.helm_binary(_progress)}")
+    except bins.BinaryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+@cluster_app.command("up")
+def cluster_up(
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Where data, keys, logs and the kubeconfig go "
+            "(default: a new temporary directory).",
+        ),
+    ] = None,
+) -> None:
+    """Start a local control plane with the CRDs installed; Ctrl-C stops it."""
+    workdir = directory or Path(tempfile.mkdtemp(prefix="webhook-operator-cluster-"))
+    try:
+        found = bins.resolve(_progress)
+    except bins.BinaryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    local = cluster_mod.LocalCluster(workdir=workdir, binaries=found)
+    _progress("starting etcd, kube-apiserver and kube-controller-manager")
+    try:
+        info = local.start()
+        install.install_crds(info.kubeconfig)
+    except (cluster_mod.ClusterStartError, TimeoutError) as exc:
+        local.stop()
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]ready[/green]: {info.server}, CRDs installed")
+    console.print(f"  export KUBECONFIG={info.kubeconfig}")
+    console.print("  kubectl get webhooks -A")
+    console.print(f"  logs in {workdir / 'logs'}; Ctrl-C stops the cluster")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        dead = local.dead_children()
+        if dead:
+            console.print(f"[red]error:[/red] {', '.join(dead)} exited; see {workdir / 'logs'}")
+            break
+    _progress("stopping")
+    local.stop()
+
+
+def main() -> None:
+    app()
