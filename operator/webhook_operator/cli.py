@@ -55,6 +55,64 @@ def crds(
         console.print(f"wrote {path}")
 
 
+@app.command()
+def controller(
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="Kubeconfig to use (default: in-cluster, else KUBECONFIG).")
+    ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Watch only these namespaces (repeatable)."),
+    ] = None,
+    lease_namespace: Annotated[
+        str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")
+    ] = "default",
+    lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = (
+        "webhook-operator"
+    ),
+    lease_duration: Annotated[
+        int, typer.Option(help="Seconds after which a standby takes over an unrenewed lease.")
+    ] = 15,
+    probe_port: Annotated[int, typer.Option(help="Port of /healthz and /readyz.")] = 8081,
+    probe_host: Annotated[str, typer.Option(help="Address the probes listen on.")] = "0.0.0.0",
+    status_interval: Annotated[
+        float, typer.Option(help="Minimum seconds between two status writes of one object.")
+    ] = 2.0,
+    delivery_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WEBHOOK_OPERATOR_DELIVERY_URL",
+            help="Base URL of the delivery service, whose results fill endpoint health.",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator (control plane) for WebhookApps and WebhookEndpoints."""
+    import asyncio
+    import logging
+
+    from webhook_operator.controller.runner import ControllerSettings, run
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    settings = ControllerSettings(
+        kubeconfig=kubeconfig,
+        namespaces=list(namespace or []),
+        lease_namespace=lease_namespace,
+        lease_name=lease_name,
+        lease_duration=lease_duration,
+        probe_host=probe_host,
+        probe_port=probe_port,
+        status_interval=status_interval,
+        delivery_url=delivery_url,
+    )
+    raise typer.Exit(asyncio.run(run(settings)))
+
+
 @cluster_app.command("build")
 def cluster_build(
     helm: Annotated[bool, typer.Option(help="Also build helm.")] = True,

@@ -1,0 +1,136 @@
+"""The operator's own Kubernetes calls: Secrets, status patches, Events and Leases.
+
+Kopf drives the watches; everything the operator writes goes through here, so the set of
+API writes (and the RBAC the chart grants) is visible in one place."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets as pysecrets
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from webhook_operator.api.v1alpha1 import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+COMPONENT = "webhook-operator"
+
+
+async def connect(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials inside a Pod, else the kubeconfig (KUBECONFIG or ~/.kube)."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        cast(Any, config.load_incluster_config)()
+        return client.ApiClient()
+    api: client.ApiClient = await config.new_client_from_config(config_file=kubeconfig)
+    return api
+
+
+def _status(exc: BaseException) -> int | None:
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return _status(exc) == 404
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return _status(exc) == 409
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        # The generated client takes plain dicts as bodies at run time, while its hints ask
+        # for its model classes; Any keeps the dict bodies here readable.
+        self.core: Any = client.CoreV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
+        self.coordination: Any = client.CoordinationV1Api(api)
+
+    # -- Secrets ---------------------------------------------------------------------------
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], self.api.sanitize_for_serialization(secret))
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        await self.core.create_namespaced_secret(namespace, body)
+
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """Replace with the resourceVersion in `body`: a stale view fails with 409, so two
+        writers can never both rotate."""
+        await self.core.replace_namespaced_secret(name, namespace, body)
+
+    # -- status ----------------------------------------------------------------------------
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        await self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+            _content_type="application/merge-patch+json",
+        )
+
+    # -- Events ----------------------------------------------------------------------------
+
+    async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata", {})
+        now = datetime.now(UTC)
+        namespace = meta.get("namespace", "default")
+        body = {
+            "metadata": {
+                "name": f"{meta.get('name', 'object')}.{pysecrets.token_hex(8)}",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": os.environ.get("HOSTNAME", COMPONENT),
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        try:
+            await self.core.create_namespaced_event(namespace, body)
+        except ApiException as exc:
+            # An Event is a courtesy: failing to post one must not fail the reconcile.
+            log.warning("could not post event %s on %s: %s", reason, meta.get("name"), exc)
+
+    # -- Leases ----------------------------------------------------------------------------
+
+    async def read_lease(self, namespace: str, name: str) -> Any:
+        try:
+            return await self.coordination.read_namespaced_lease(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> Any:
+        return await self.coordination.create_namespaced_lease(namespace, body)
+
+    async def replace_lease(self, namespace: str, name: str, body: Any) -> Any:
+        return await self.coordination.replace_namespaced_lease(name, namespace, body)

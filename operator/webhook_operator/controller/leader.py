@@ -1,0 +1,144 @@
+"""Leader election on a coordination.k8s.io Lease, so a second replica waits as a standby.
+
+Kopf's own peering freezes every operator of equal priority and does not cover work that
+runs outside its handlers; a Lease is what the rest of Kubernetes uses, and `kubectl get
+lease` shows who leads. The leader renews every `renew_every` seconds; a standby takes
+over once a lease has not been renewed for `duration` seconds. A leader that cannot renew
+stops at once rather than risk two leaders."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from webhook_operator.controller.kube import Kube, is_conflict
+
+log = logging.getLogger(__name__)
+
+
+class LostLeadership(RuntimeError):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _micro(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def expired(spec: Any, now: datetime) -> bool:
+    renew = spec.renew_time or spec.acquire_time
+    if renew is None or spec.lease_duration_seconds is None:
+        return True
+    return bool(now > renew + timedelta(seconds=spec.lease_duration_seconds))
+
+
+@dataclass
+class LeaderElector:
+    kube: Kube
+    namespace: str
+    name: str
+    identity: str
+    duration: int = 15
+    renew_every: float = 5.0
+
+    def _lease(self, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
+
+    def _spec(self, now: datetime, transitions: int, acquired: datetime | None) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.duration,
+            "acquireTime": _micro(acquired or now),
+            "renewTime": _micro(now),
+            "leaseTransitions": transitions,
+        }
+
+    async def try_acquire(self) -> bool:
+        now = _now()
+        lease = await self.kube.read_lease(self.namespace, self.name)
+        if lease is None:
+            body = self._lease(self._spec(now, 0, None))
+            try:
+                await self.kube.create_lease(self.namespace, body)
+            except Exception as exc:
+                if is_conflict(exc):
+                    return False
+                raise
+            return True
+        spec = lease.spec
+        held_by_us = spec.holder_identity == self.identity
+        if not held_by_us and spec.holder_identity and not expired(spec, now):
+            return False
+        transitions = (spec.lease_transitions or 0) + (0 if held_by_us else 1)
+        acquired = spec.acquire_time if held_by_us else None
+        body = self._lease(self._spec(now, transitions, acquired), lease.metadata.resource_version)
+        try:
+            await self.kube.replace_lease(self.namespace, self.name, body)
+        except Exception as exc:
+            if is_conflict(exc):
+                return False
+            raise
+        return True
+
+    async def acquire(self) -> None:
+        announced = False
+        while True:
+            try:
+                if await self.try_acquire():
+                    log.info(
+                        "leading as %s (lease %s/%s)", self.identity, self.namespace, self.name
+                    )
+                    return
+            except Exception as exc:
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+            if not announced:
+                log.info("standby: another replica holds lease %s/%s", self.namespace, self.name)
+                announced = True
+            await asyncio.sleep(self.renew_every / 2)
+
+    async def keep(self) -> None:
+        """Renew until cancelled; raise LostLeadership when the lease cannot be held."""
+        last_ok = _now()
+        while True:
+            await asyncio.sleep(self.renew_every)
+            try:
+                if await self.try_acquire():
+                    last_ok = _now()
+                    continue
+                raise LostLeadership(f"lease {self.namespace}/{self.name} taken by another replica")
+            except LostLeadership:
+                raise
+            except Exception as exc:
+                log.warning("renewing lease failed: %s", exc)
+            if _now() - last_ok > timedelta(seconds=self.duration * 2 / 3):
+                raise LostLeadership(f"could not renew lease {self.namespace}/{self.name}")
+
+    async def release(self) -> None:
+        """Hand over at once on a clean shutdown instead of making the standby wait."""
+        try:
+            lease = await self.kube.read_lease(self.namespace, self.name)
+            if lease is None or lease.spec.holder_identity != self.identity:
+                return
+            spec = {
+                **self._spec(_now(), lease.spec.lease_transitions or 0, None),
+                "holderIdentity": None,
+                "leaseDurationSeconds": 1,
+            }
+            body = self._lease(spec, lease.metadata.resource_version)
+            await self.kube.replace_lease(self.namespace, self.name, body)
+        except Exception as exc:
+            log.warning("releasing lease failed: %s", exc)

@@ -1,0 +1,225 @@
+"""Reconcile one WebhookEndpoint: resolve its app, check its subscriptions against the
+app's catalog, ensure its signing secret, and compose its status (conditions, secret
+state, and health from the data plane's delivery results)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from webhook_operator import conditions as cond
+from webhook_operator import rotation
+from webhook_operator.api.v1alpha1 import Condition, WebhookAppSpec, WebhookEndpointSpec
+from webhook_operator.controller.context import ENDPOINTS, Context
+from webhook_operator.controller.secrets import (
+    SecretOutcome,
+    StaleView,
+    check_user_secret,
+    ensure_generated,
+    generated_secret_name,
+)
+from webhook_operator.durations import parse_duration
+from webhook_operator.event_matching import unknown_subscriptions
+from webhook_operator.health import DeliveryState, endpoint_health
+from webhook_operator.timestamps import format_ts
+
+log = logging.getLogger(__name__)
+DEFAULT_GRACE = "24h"
+
+
+def effective_rotation(spec: WebhookEndpointSpec, app: WebhookAppSpec | None) -> rotation.Policy:
+    """The endpoint's own secretRotation, else the app's endpointDefaults, else 24h grace."""
+    own = spec.secret_rotation
+    inherited = app.endpoint_defaults.secret_rotation if app and app.endpoint_defaults else None
+    chosen = own or inherited
+    grace = parse_duration(chosen.grace_period if chosen else DEFAULT_GRACE)
+    interval = parse_duration(chosen.interval) if chosen and chosen.interval else None
+    return rotation.Policy(grace=grace, interval=interval)
+
+
+def app_condition(
+    spec: WebhookEndpointSpec,
+    app: dict[str, Any] | None,
+    namespace: str,
+    gen: int | None,
+    now: datetime,
+) -> tuple[Condition, WebhookAppSpec | None]:
+    app_name = spec.app_ref.name
+    if app is None:
+        return cond.make(
+            cond.APP_RESOLVED,
+            False,
+            cond.APP_NOT_FOUND,
+            f"WebhookApp {app_name} does not exist in namespace {namespace}; create it or "
+            "fix spec.appRef.name",
+            gen,
+            now,
+        ), None
+    try:
+        app_spec = WebhookAppSpec.model_validate(app.get("spec") or {})
+    except ValidationError:
+        return cond.make(
+            cond.APP_RESOLVED,
+            False,
+            cond.APP_NOT_FOUND,
+            f"WebhookApp {app_name} has a spec this operator cannot read",
+            gen,
+            now,
+        ), None
+    catalog = [t.name for t in app_spec.event_types]
+    unknown = unknown_subscriptions(spec.events, catalog)
+    if unknown:
+        return cond.make(
+            cond.APP_RESOLVED,
+            False,
+            cond.UNKNOWN_EVENT_TYPES,
+            f"not in the event catalog of WebhookApp {app_name}: {', '.join(unknown)} "
+            f"(declared: {', '.join(catalog)})",
+            gen,
+            now,
+        ), app_spec
+    return cond.make(
+        cond.APP_RESOLVED, True, "AppFound", f"WebhookApp {app_name}", gen, now
+    ), app_spec
+
+
+def delivery_fields(active: bool, state: DeliveryState | None) -> dict[str, Any]:
+    health, disabled_reason = endpoint_health(active, state)
+    fields: dict[str, Any] = {"health": health.value, "disabledReason": disabled_reason}
+    if state is not None:
+        fields.update(
+            {
+                "disabledAt": format_ts(state.disabled_at),
+                "lastDeliveryTime": format_ts(state.last_delivery_time),
+                "lastSuccessTime": format_ts(state.last_success_time),
+                "lastFailureTime": format_ts(state.last_failure_time),
+                "lastHttpStatus": state.last_http_status,
+                "lastError": state.last_error,
+                "consecutiveFailures": state.consecutive_failures,
+                "deliveries": {**state.counts, "window": state.window} if state.counts else None,
+            }
+        )
+    return fields
+
+
+def _secret_status(outcome: SecretOutcome) -> dict[str, Any]:
+    state = outcome.state
+    return {
+        "secretName": outcome.secret_name,
+        "rotatedAt": format_ts(state.rotated_at) if state else None,
+        "previousExpiresAt": format_ts(state.previous_expires_at)
+        if state and state.previous
+        else None,
+    }
+
+
+async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float | None:
+    """Returns seconds until time-based work is due (secret expiry, scheduled rotation)."""
+    obj = ctx.store.endpoints.get((namespace, name))
+    if obj is None:
+        return None
+    meta = obj["metadata"]
+    gen = meta.get("generation")
+    now = ctx.clock()
+    key = (ENDPOINTS, namespace, name)
+    observed = obj.get("status") or {}
+    try:
+        spec = WebhookEndpointSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        bad = cond.make(cond.READY, False, cond.INVALID_SPEC, str(exc)[:1000], gen, now)
+        ctx.writer.update(
+            key,
+            {
+                "observedGeneration": gen,
+                "conditions": cond.to_wire(
+                    cond.merge(cond.parse(observed.get("conditions")), [bad])
+                ),
+            },
+            observed,
+        )
+        return None
+
+    app_cond, app_spec = app_condition(
+        spec, ctx.store.apps.get((namespace, spec.app_ref.name)), namespace, gen, now
+    )
+    policy = effective_rotation(spec, app_spec)
+    requested = (meta.get("annotations") or {}).get(rotation.ROTATE_ANNOTATION)
+    if spec.secret_ref is not None:
+        ref = spec.secret_ref
+        secret = ctx.store.secrets.get((namespace, ref.name))
+        if secret is None:
+            secret = await ctx.kube.read_secret(namespace, ref.name)
+            if secret is not None:
+                ctx.store.secrets[(namespace, ref.name)] = secret
+        outcome = check_user_secret(ref, secret, namespace)
+    else:
+        secret_key = (namespace, generated_secret_name(name))
+        try:
+            outcome = await ensure_generated(
+                ctx.kube, obj, ctx.store.secrets.get(secret_key), requested, policy, now
+            )
+        except StaleView:
+            ctx.store.secrets.pop(secret_key, None)
+            raise
+    secret_cond = cond.make(
+        cond.SECRET_READY, outcome.ready, outcome.reason, outcome.message, gen, now
+    )
+    parts = [app_cond, secret_cond]
+    new_conditions = [*parts, cond.ready(parts, gen, now)]
+    merged = cond.merge(cond.parse(observed.get("conditions")), new_conditions)
+
+    fields: dict[str, Any] = {
+        "observedGeneration": gen,
+        "conditions": cond.to_wire(merged),
+        "secret": _secret_status(outcome),
+        **delivery_fields(spec.active, ctx.delivery.get((namespace, name))),
+    }
+    ctx.writer.update(key, fields, observed)
+    await _announce(ctx, obj, merged, outcome, policy)
+    if outcome.next_check is None:
+        return None
+    return max((outcome.next_check - now).total_seconds(), 0.0) + 0.5
+
+
+async def _announce(
+    ctx: Context,
+    obj: dict[str, Any],
+    conditions: list[Condition],
+    outcome: SecretOutcome,
+    policy: rotation.Policy,
+) -> None:
+    meta = obj["metadata"]
+    key = ("endpoint", meta["namespace"], meta["name"])
+    if outcome.created:
+        await ctx.kube.post_event(
+            obj,
+            "Normal",
+            "SecretCreated",
+            f"signing secret generated in Secret {outcome.secret_name}",
+        )
+    if outcome.rotated_why:
+        if policy.grace > timedelta(0) and outcome.state and outcome.state.previous_expires_at:
+            tail = (
+                f"the previous secret verifies until {format_ts(outcome.state.previous_expires_at)}"
+            )
+        else:
+            tail = "the previous secret stopped verifying at once"
+        await ctx.kube.post_event(
+            obj,
+            "Normal",
+            "SecretRotated",
+            f"signing secret in {outcome.secret_name} rotated ({outcome.rotated_why}); {tail}",
+        )
+    ready = cond.find(conditions, cond.READY)
+    if ready is None:
+        return
+    if ready.status == "True":
+        ctx.warned.pop(key, None)
+        return
+    announced = f"{ready.reason}:{ready.message}"
+    if ctx.warned.get(key) != announced:
+        ctx.warned[key] = announced
+        await ctx.kube.post_event(obj, "Warning", ready.reason, ready.message)

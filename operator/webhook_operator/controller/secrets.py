@@ -1,0 +1,216 @@
+"""Signing secrets of endpoints: the generated Secret (create, rotate, expire the previous
+key) and the user's own Secret named by `secretRef` (read and checked, never modified)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from webhook_operator import conditions as cond
+from webhook_operator import rotation
+from webhook_operator.api.v1alpha1 import API_VERSION, SecretKeyReference
+from webhook_operator.controller.kube import Kube, is_conflict
+from webhook_operator.controller.store import (
+    APP_LABEL,
+    ENDPOINT_LABEL,
+    MANAGED_BY,
+    MANAGER,
+)
+from webhook_operator.signing import InvalidSecret, decode_secret, generate_secret
+from webhook_operator.timestamps import parse_ts
+
+SUFFIX = "-signing-secret"
+
+
+def generated_secret_name(endpoint: str) -> str:
+    name = endpoint + SUFFIX
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:8]
+    return f"{endpoint[: 253 - len(SUFFIX) - 9]}-{digest}{SUFFIX}"
+
+
+def decoded_data(secret: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            out[key] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError):
+            out[key] = ""
+    return out
+
+
+def _created(secret: dict[str, Any], fallback: datetime) -> datetime:
+    return parse_ts(secret.get("metadata", {}).get("creationTimestamp")) or fallback
+
+
+@dataclass(frozen=True)
+class SecretOutcome:
+    """What the endpoint's status and Events should say about its secret."""
+
+    ready: bool
+    reason: str
+    message: str
+    secret_name: str
+    state: rotation.SecretState | None = None
+    created: bool = False
+    rotated_why: str = ""
+    next_check: datetime | None = None
+
+
+def check_user_secret(
+    ref: SecretKeyReference, secret: dict[str, Any] | None, namespace: str
+) -> SecretOutcome:
+    if secret is None:
+        return SecretOutcome(
+            False,
+            cond.SECRET_NOT_FOUND,
+            f"Secret {ref.name} named in spec.secretRef does not exist in namespace "
+            f"{namespace}; create it with a key {ref.key!r} holding a whsec_ secret",
+            ref.name,
+        )
+    data = decoded_data(secret)
+    if ref.key not in data:
+        keys = ", ".join(sorted(data)) or "none"
+        return SecretOutcome(
+            False,
+            cond.SECRET_KEY_MISSING,
+            f"Secret {ref.name} has no key {ref.key!r} (keys: {keys}); set spec.secretRef.key "
+            "or add the key",
+            ref.name,
+        )
+    try:
+        decode_secret(data[ref.key])
+    except InvalidSecret as exc:
+        return SecretOutcome(
+            False, cond.SECRET_INVALID, f"Secret {ref.name} key {ref.key!r}: {exc}", ref.name
+        )
+    return SecretOutcome(True, cond.SECRET_FROM_REF, f"using Secret {ref.name}", ref.name)
+
+
+def _body(
+    endpoint: dict[str, Any],
+    name: str,
+    state: rotation.SecretState,
+    resource_version: str | None,
+) -> dict[str, Any]:
+    meta = endpoint["metadata"]
+    data, annotations = rotation.to_secret(state)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {
+            MANAGED_BY: MANAGER,
+            ENDPOINT_LABEL: meta["name"][:63],
+            APP_LABEL: ((endpoint.get("spec") or {}).get("appRef") or {}).get("name", "")[:63],
+        },
+        "annotations": annotations,
+        # The endpoint owns its secret: deleting the endpoint lets the garbage collector
+        # delete the secret, with no finalizer needed.
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "WebhookEndpoint",
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": False,
+            }
+        ],
+    }
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+async def ensure_generated(
+    kube: Kube,
+    endpoint: dict[str, Any],
+    cached: dict[str, Any] | None,
+    requested: str | None,
+    policy: rotation.Policy,
+    now: datetime,
+) -> SecretOutcome:
+    """Create the generated Secret, or rotate / expire its keys as the policy says."""
+    meta = endpoint["metadata"]
+    namespace = meta["namespace"]
+    name = generated_secret_name(meta["name"])
+    secret = cached or await kube.read_secret(namespace, name)
+    state = None
+    if secret is not None:
+        state = rotation.from_secret(
+            decoded_data(secret), _annotations(secret), _created(secret, now)
+        )
+    if secret is None or state is None:
+        # A fresh secret counts the current rotate-secret value as handled: creating is
+        # not a reason to rotate again.
+        state = rotation.SecretState(
+            current=generate_secret(), issued_at=now, handled_token=requested
+        )
+        version = secret["metadata"].get("resourceVersion") if secret else None
+        body = _body(endpoint, name, state, version)
+        await _write(kube, namespace, name, body, create=secret is None)
+        return _generated(name, state, rotation.plan(state, requested, policy, now), created=True)
+
+    plan = rotation.plan(state, requested, policy, now)
+    if plan.rotate:
+        state = rotation.rotated(state, generate_secret(), requested, policy, now)
+    elif plan.prune_previous:
+        state = rotation.pruned(state)
+    if plan.rotate or plan.prune_previous:
+        body = _body(endpoint, name, state, secret["metadata"].get("resourceVersion"))
+        await _write(kube, namespace, name, body, create=False)
+    return _generated(name, state, plan, rotated_why=plan.why if plan.rotate else "")
+
+
+def _generated(
+    name: str,
+    state: rotation.SecretState,
+    plan: rotation.Plan,
+    *,
+    created: bool = False,
+    rotated_why: str = "",
+) -> SecretOutcome:
+    return SecretOutcome(
+        True,
+        cond.SECRET_GENERATED,
+        f"generated in Secret {name}",
+        name,
+        state,
+        created=created,
+        rotated_why=rotated_why,
+        next_check=plan.next_check,
+    )
+
+
+async def _write(
+    kube: Kube, namespace: str, name: str, body: dict[str, Any], *, create: bool
+) -> None:
+    """Create, or replace at the resourceVersion we read; a conflict means our view was
+    stale (so two writers can never both rotate), and the reconcile is retried."""
+    try:
+        if create:
+            await kube.create_secret(namespace, body)
+        else:
+            await kube.replace_secret(namespace, name, body)
+    except Exception as exc:
+        if is_conflict(exc):
+            raise StaleView(name) from exc
+        raise
+
+
+def _annotations(secret: dict[str, Any]) -> dict[str, str]:
+    return dict(secret.get("metadata", {}).get("annotations") or {})
+
+
+class StaleView(Exception):
+    """The cached Secret was out of date; the reconcile is retried with a fresh view."""
