@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from webhook_operator.devcluster import LocalCluster, install_crds, resolve
 from webhook_operator.devcluster.binaries import kubectl_binary
+from webhook_operator.devcluster.cluster import free_port
 from webhook_operator.devcluster.install import api_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,25 +110,23 @@ class OperatorProcess:
         self.lease_name = lease_name
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []
         self.log_path = log_dir / f"operator-{lease_name}.log"
 
     def start(self) -> OperatorProcess:
-        from webhook_operator.devcluster.cluster import free_port
-
         log = self.log_path.open("ab")
+        self.args = [
+            f"--kubeconfig={self.kubeconfig}",
+            "--lease-namespace=default",
+            f"--lease-name={self.lease_name}",
+            "--lease-duration=4",
+            "--probe-host=127.0.0.1",
+            f"--probe-port={free_port()}",
+            "--status-interval=0.5",
+            *self.extra,
+        ]
         self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "webhook-operator"),
-                "controller",
-                f"--kubeconfig={self.kubeconfig}",
-                "--lease-namespace=default",
-                f"--lease-name={self.lease_name}",
-                "--lease-duration=4",
-                "--probe-host=127.0.0.1",
-                f"--probe-port={free_port()}",
-                "--status-interval=0.5",
-                *self.extra,
-            ],
+            [str(Path(sys.executable).parent / "webhook-operator"), "controller", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

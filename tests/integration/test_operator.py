@@ -8,8 +8,10 @@ import base64
 import json
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client
 
@@ -451,3 +453,41 @@ def test_delivery_results_fill_health_and_times(
         )
     )
     assert any(a.startswith("Bearer ") for a in delivery_stats.authorizations)
+
+
+def test_scheduled_rotation(cluster: Cluster, namespace: str) -> None:
+    apply(
+        cluster, namespace, app(), endpoint(secretRotation={"gracePeriod": "1h", "interval": "3s"})
+    )
+    wait_ready(cluster, namespace, "ep")
+    original = secret_data(cluster, namespace, "ep-signing-secret")["secret"]
+    data = eventually(
+        lambda: (
+            (d := secret_data(cluster, namespace, "ep-signing-secret"))["secret"] != original and d
+        ),
+        timeout=20,
+        what="secret rotated on schedule",
+    )
+    assert isinstance(data, dict)
+    assert data["previous"] == original
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
+
+
+def test_samples_apply_and_become_ready(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(SAMPLES))
+    wait_ready(cluster, namespace, "billing", plural="webhookapps")
+    for name in ("slack-notifier", "erp-sync"):
+        wait_ready(cluster, namespace, name)
+    assert "whsec_" in secret_data(cluster, namespace, "slack-notifier-signing-secret")["secret"]
+    out = cluster.kubectl("get", "webhookendpoints", "-n", namespace).stdout
+    assert "Pending" in out
+
+
+def test_probes_answer(operator: OperatorProcess) -> None:
+    port = next(a.split("=", 1)[1] for a in operator.args if a.startswith("--probe-port="))
+    for path in ("/healthz", "/readyz"):
+        response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        assert response.status_code == 200
+        assert response.json()["role"] == "leader"
