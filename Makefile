@@ -3,9 +3,13 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test unit integration lint format crds controlplane clean
+.PHONY: install postgres test unit integration lint format crds controlplane clean
 
-install: $(VENV)/.installed controlplane
+install: postgres $(VENV)/.installed controlplane
+
+# PostgreSQL server binaries for the store tests (Debian's package, only when missing).
+postgres:
+	bash .ci/install-postgres
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -113,6 +113,75 @@ def controller(
     raise typer.Exit(asyncio.run(run(settings)))
 
 
+@app.command()
+def delivery(
+    store: Annotated[
+        str,
+        typer.Option(
+            envvar="WEBHOOK_OPERATOR_STORE",
+            help="sqlite:///path/file.db (one replica) or postgresql://... (several).",
+        ),
+    ] = "sqlite:///webhook-operator.db",
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="Kubeconfig to use (default: in-cluster, else KUBECONFIG).")
+    ] = None,
+    listen: Annotated[str, typer.Option(help="host:port of the HTTP API.")] = "0.0.0.0:8080",
+    allow_cidr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-cidr",
+            envvar="WEBHOOK_OPERATOR_ALLOW_CIDRS",
+            help="Let deliveries reach these non-public networks (repeatable), e.g. "
+            "10.0.0.0/8 for in-cluster receivers. Everything non-public is refused otherwise.",
+        ),
+    ] = None,
+    max_body: Annotated[int, typer.Option(help="Largest event body accepted, bytes.")] = 256 * 1024,
+    retention: Annotated[
+        str, typer.Option(help="How long events and their delivery log are kept.")
+    ] = "720h",
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            help="How long a claimed delivery is reserved; after a crash it is retried then."
+        ),
+    ] = 120.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the delivery service: ingest API, delivery workers, history and replay."""
+    import asyncio
+    import logging
+
+    from webhook_operator.delivery.dispatcher import DispatcherSettings
+    from webhook_operator.delivery.service import ServiceSettings, serve
+    from webhook_operator.durations import parse_duration
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    host, _, port = listen.rpartition(":")
+    cidrs: list[str] = []
+    for value in allow_cidr or []:
+        cidrs.extend(c.strip() for c in value.split(",") if c.strip())
+    settings = ServiceSettings(
+        store_url=store,
+        kubeconfig=kubeconfig,
+        host=host or "0.0.0.0",
+        port=int(port),
+        allow_cidrs=tuple(cidrs),
+        max_body=max_body,
+        retention_seconds=parse_duration(retention).total_seconds(),
+    )
+    settings.dispatcher = DispatcherSettings(owner=settings.owner, lease_seconds=lease_seconds)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(settings))
+
+
 @cluster_app.command("build")
 def cluster_build(
     helm: Annotated[bool, typer.Option(help="Also build helm.")] = True,

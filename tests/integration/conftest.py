@@ -1,7 +1,25 @@
+from collections.abc import Iterator
+
 import pytest
+
+from tests import pg
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A PostgreSQL server for the session (see tests/pg.py): its maintenance database's
+    DSN. Tests create their own databases on it."""
+    try:
+        server = pg.start_server()
+    except pg.PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server.dsn
+    finally:
+        server.stop()

@@ -8,7 +8,7 @@ import time
 
 from kubernetes import client
 
-from tests.conftest import Cluster
+from tests.harness import Cluster
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

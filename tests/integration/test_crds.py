@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.harness import Cluster
 
 APP = """
 apiVersion: webhook-operator.dev/v1alpha1

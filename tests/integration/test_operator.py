@@ -15,7 +15,7 @@ import httpx
 import pytest
 from kubernetes import client
 
-from tests.conftest import Cluster, OperatorProcess, StatsServer, eventually
+from tests.harness import Cluster, OperatorProcess, eventually
 from webhook_operator.signing import decode_secret
 
 GROUP, VERSION = "webhook-operator.dev", "v1alpha1"
@@ -382,77 +382,6 @@ def test_second_replica_waits_as_standby_and_takes_over(
         first.stop()
         second.stop()
         operator.start()
-
-
-def test_delivery_results_fill_health_and_times(
-    cluster: Cluster, namespace: str, delivery_stats: StatsServer
-) -> None:
-    apply(cluster, namespace, app(), endpoint())
-    wait_ready(cluster, namespace, "ep")
-    delivery_stats.put(
-        namespace,
-        "ep",
-        lastDeliveryTime="2026-11-25T10:00:00Z",
-        lastSuccessTime="2026-11-25T10:00:00Z",
-        lastHttpStatus=204,
-        consecutiveFailures=0,
-        deliveries={"delivered": 3, "failed": 0},
-        window="24h",
-    )
-    eventually(
-        lambda: get(cluster, namespace, "webhookendpoints", "ep")["status"]["health"] == "Healthy",
-        what="Healthy from delivery results",
-    )
-    row = cluster.kubectl("get", "whe", "ep", "-n", namespace).stdout.splitlines()[1]
-    assert "Healthy" in row
-
-    delivery_stats.put(
-        namespace,
-        "ep",
-        lastDeliveryTime="2026-11-25T10:05:00Z",
-        lastSuccessTime="2026-11-25T10:00:00Z",
-        lastFailureTime="2026-11-25T10:05:00Z",
-        lastHttpStatus=503,
-        lastError="503 Service Unavailable",
-        consecutiveFailures=1,
-    )
-    obj = eventually(
-        lambda: (
-            (o := get(cluster, namespace, "webhookendpoints", "ep"))["status"]["health"]
-            == "Failing"
-            and o
-        )
-    )
-    assert isinstance(obj, dict)
-    assert obj["status"]["lastError"] == "503 Service Unavailable"
-    assert obj["status"]["lastHttpStatus"] == 503
-
-    delivery_stats.put(
-        namespace,
-        "ep",
-        lastDeliveryTime="2026-11-25T12:00:00Z",
-        lastFailureTime="2026-11-25T12:00:00Z",
-        consecutiveFailures=5,
-        disabledReason="RetriesExhausted",
-        disabledAt="2026-11-25T12:00:00Z",
-    )
-    obj = eventually(
-        lambda: (
-            (o := get(cluster, namespace, "webhookendpoints", "ep"))["status"]["health"]
-            == "Disabled"
-            and o
-        )
-    )
-    assert isinstance(obj, dict)
-    assert obj["status"]["disabledReason"] == "RetriesExhausted"
-    # The app summary follows its endpoints.
-    eventually(
-        lambda: (
-            get(cluster, namespace, "webhookapps", "billing")["status"].get("disabledEndpoints")
-            == 1
-        )
-    )
-    assert any(a.startswith("Bearer ") for a in delivery_stats.authorizations)
 
 
 def test_scheduled_rotation(cluster: Cluster, namespace: str) -> None:

@@ -1,0 +1,291 @@
+"""The delivery loop: claim due deliveries, apply each endpoint's state (paused, disabled,
+rate limit, concurrency), sign and send, and record the outcome with the next attempt
+scheduled by the endpoint's retry policy.
+
+Results are written in small batches so a busy service makes few store transactions;
+a crash between claim and record loses nothing: the lease expires and another attempt is
+made (at-least-once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from webhook_operator.delivery.metrics import Metrics
+from webhook_operator.delivery.registry import EndpointConfig, Registry
+from webhook_operator.delivery.sender import Sender, SendResult
+from webhook_operator.retry_policy import Outcome, classify, next_attempt, parse_retry_after
+from webhook_operator.signing import webhook_headers
+from webhook_operator.store.base import AttemptResult, Claimed, DeliveryStatus, Store
+from webhook_operator.throttle import TokenBucket
+
+log = logging.getLogger(__name__)
+
+EXHAUSTED = "RetriesExhausted"
+GONE = "Gone"
+NsName = tuple[str, str]
+
+
+@dataclass
+class DispatcherSettings:
+    owner: str
+    batch: int = 200
+    max_in_flight: int = 1000
+    poll_interval: float = 0.25
+    lease_seconds: float = 120.0
+    flush_interval: float = 0.02
+    flush_batch: int = 200
+
+
+@dataclass
+class Dispatcher:
+    store: Store
+    registry: Registry
+    sender: Sender
+    metrics: Metrics
+    settings: DispatcherSettings
+    disabled: dict[NsName, str] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _slots: asyncio.Semaphore | None = None
+    _per_endpoint: dict[NsName, asyncio.Semaphore] = field(default_factory=dict)
+    _buckets: dict[NsName, TokenBucket] = field(default_factory=dict)
+    _results: list[AttemptResult] = field(default_factory=list)
+    _flush_now: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _slots_booked: dict[str, float] = field(default_factory=dict)
+    draining: bool = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- endpoint state --------------------------------------------------------------------
+
+    def bucket(self, config: EndpointConfig) -> TokenBucket | None:
+        key = (config.namespace, config.name)
+        if config.rate is None:
+            self._buckets.pop(key, None)
+            return None
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(config.rate, config.burst or int(config.rate))
+            self._buckets[key] = bucket
+        elif (bucket.rate, bucket.burst) != (config.rate, config.burst or int(config.rate)):
+            bucket.reconfigure(config.rate, config.burst or int(config.rate))
+        return bucket
+
+    def semaphore(self, config: EndpointConfig) -> asyncio.Semaphore:
+        key = (config.namespace, config.name)
+        sem = self._per_endpoint.get(key)
+        if sem is None or getattr(sem, "_limit", None) != config.max_concurrency:
+            sem = asyncio.Semaphore(config.max_concurrency)
+            sem._limit = config.max_concurrency  # type: ignore[attr-defined]
+            self._per_endpoint[key] = sem
+        return sem
+
+    def forget_endpoint(self, key: NsName) -> None:
+        self._buckets.pop(key, None)
+        self._per_endpoint.pop(key, None)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._slots = asyncio.Semaphore(self.settings.max_in_flight)
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            while not self.draining:
+                claimed = await self._claim()
+                if not claimed:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                    continue
+                await self._dispatch(claimed)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming; let attempts in flight finish within `grace` seconds, then record them."""
+        self.draining = True
+        self.wake()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        await self._flush()
+
+    async def _claim(self) -> list[Claimed]:
+        assert self._slots is not None
+        free = self._slots._value
+        if free <= 0:
+            await self._slots.acquire()
+            self._slots.release()
+            free = 1
+        limit = min(self.settings.batch, free)
+        return await self.store.claim(
+            time.time(), limit, self.settings.lease_seconds, self.settings.owner
+        )
+
+    async def _dispatch(self, claimed: list[Claimed]) -> None:
+        assert self._slots is not None
+        now = time.time()
+        holds: list[str] = []
+        defers: dict[float, list[str]] = defaultdict(list)
+        gone: set[NsName] = set()
+        for item in claimed:
+            key = (item.namespace, item.endpoint)
+            config = self.registry.endpoints.get(key)
+            if config is None:
+                gone.add(key)
+                continue
+            if not config.active or key in self.disabled:
+                holds.append(item.delivery_id)
+                continue
+            sem = self.semaphore(config)
+            if (
+                sem.locked()
+                and len(getattr(sem, "_waiters", None) or ()) >= config.max_concurrency * 4
+            ):
+                defers[round(now + 0.5, 3)].append(item.delivery_id)
+                continue
+            delay = self._rate_delay(item.delivery_id, config, now)
+            if delay > 0.05:
+                defers[round(now + delay, 3)].append(item.delivery_id)
+                continue
+            await self._slots.acquire()
+            task = asyncio.create_task(self._attempt(item, config, delay))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if holds:
+            await self.store.hold(holds, self.settings.owner)
+        for until, ids in defers.items():
+            await self.store.defer(ids, self.settings.owner, until)
+        for namespace, endpoint in gone:
+            await self.store.cancel_endpoint(namespace, endpoint, now)
+
+    def _rate_delay(self, delivery_id: str, config: EndpointConfig, now: float) -> float:
+        """Seconds until this delivery's rate-limit slot. A delivery deferred to its slot
+        keeps it when claimed again, instead of booking a second one."""
+        slot = self._slots_booked.pop(delivery_id, None)
+        if slot is None:
+            bucket = self.bucket(config)
+            if bucket is None:
+                return 0.0
+            slot = now + bucket.reserve(now)
+        delay = slot - now
+        if delay > 0.05:
+            self._slots_booked[delivery_id] = slot
+        return max(delay, 0.0)
+
+    async def _attempt(self, item: Claimed, config: EndpointConfig, delay: float) -> None:
+        assert self._slots is not None
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self.semaphore(config):
+                result = await self._send(item, config)
+            self._results.append(result)
+            if len(self._results) >= self.settings.flush_batch:
+                self._flush_now.set()
+        except Exception:
+            log.exception(
+                "attempt of %s failed unexpectedly; its lease will expire", item.delivery_id
+            )
+        finally:
+            self._slots.release()
+
+    def headers(
+        self, item: Claimed, config: EndpointConfig, body: bytes, keys: tuple[bytes, ...]
+    ) -> dict[str, str]:
+        headers = dict(config.headers)
+        headers["Content-Type"] = "application/json"
+        headers.update(webhook_headers(list(keys), item.event_id, int(time.time()), body))
+        return headers
+
+    async def _send(self, item: Claimed, config: EndpointConfig) -> AttemptResult:
+        started = time.time()
+        body = item.payload.encode()
+        keys = self.registry.signing_keys(config, started)
+        if not keys:
+            sent = SendResult(
+                None, f"no signing secret available in Secret {config.secret_name}", None, 0.0
+            )
+        else:
+            sent = await self.sender.send(
+                config.url,
+                config.allow_insecure_http,
+                body,
+                self.headers(item, config, body, keys),
+                config.timeout,
+            )
+        return self._outcome(item, config, started, sent)
+
+    def _outcome(
+        self, item: Claimed, config: EndpointConfig, started: float, sent: SendResult
+    ) -> AttemptResult:
+        attempt = item.attempts + 1
+        outcome = classify(sent.http_status, sent.error)
+        key = (item.namespace, item.endpoint)
+        self.metrics.attempt_seconds.observe(sent.duration_ms / 1000)
+        self.metrics.attempts.labels(item.namespace, item.endpoint, outcome.value).inc()
+        status, next_at, disable = DeliveryStatus.DELIVERED, None, None
+        if outcome is Outcome.SUCCESS:
+            self.metrics.latency_seconds.observe(max(time.time() - item.created_at, 0.0))
+            self.metrics.deliveries.labels(item.namespace, item.endpoint, "delivered").inc()
+        elif outcome is Outcome.GONE:
+            status, disable = DeliveryStatus.EXHAUSTED, GONE
+        else:
+            if sent.http_status == 429:
+                bucket = self.bucket(config)
+                if bucket:
+                    bucket.slow_down(time.time())
+            retry_after = None
+            if sent.http_status in (429, 503):
+                retry_after = parse_retry_after(sent.retry_after, time.time())
+            next_at = next_attempt(config.retry, attempt, time.time(), random.random(), retry_after)
+            if next_at is None:
+                status, disable = DeliveryStatus.EXHAUSTED, EXHAUSTED
+            else:
+                status = DeliveryStatus.FAILED
+        if disable:
+            self.disabled[key] = disable
+            self.metrics.deliveries.labels(item.namespace, item.endpoint, "exhausted").inc()
+            log.warning("endpoint %s/%s disabled: %s", item.namespace, item.endpoint, disable)
+        return AttemptResult(
+            delivery_id=item.delivery_id,
+            owner=self.settings.owner,
+            namespace=item.namespace,
+            endpoint=item.endpoint,
+            attempt=attempt,
+            started_at=started,
+            duration_ms=sent.duration_ms,
+            http_status=sent.http_status,
+            error=sent.error,
+            response_snippet=sent.response_snippet,
+            success=outcome is Outcome.SUCCESS,
+            status=status,
+            next_attempt_at=next_at,
+            disable_reason=disable,
+        )
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.settings.flush_interval)
+            self._flush_now.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._results:
+            return
+        batch, self._results = self._results, []
+        try:
+            await self.store.finish_attempts(batch, time.time())
+        except Exception:
+            log.exception("recording %d attempts failed; retrying", len(batch))
+            self._results = batch + self._results
+            await asyncio.sleep(0.5)

@@ -1,0 +1,109 @@
+"""List-then-watch of one resource kind into a callback, reconnecting forever.
+
+The delivery service reads Kubernetes only through these watches (apps, endpoints,
+Secrets); it never polls per object. A watch that ends is resumed from the last
+resourceVersion; one that is too old (410 Gone) is replaced by a fresh list, whose
+differences from what we held are reported as deletions and updates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubernetes_asyncio import watch
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+class Informer:
+    def __init__(
+        self,
+        name: str,
+        api: ApiClient,
+        list_fn: Callable[..., Awaitable[Any]],
+        on_event: OnEvent,
+        **list_kwargs: Any,
+    ) -> None:
+        self.name = name
+        self.api = api
+        self.list_fn = list_fn
+        self.on_event = on_event
+        self.list_kwargs = list_kwargs
+        self.known: dict[Key, str] = {}  # key -> resourceVersion
+        self.synced = asyncio.Event()
+
+    def _as_dict(self, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, dict):
+            return obj
+        result: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return result
+
+    async def _list(self) -> str:
+        result = self._as_dict(await self.list_fn(**self.list_kwargs))
+        items = [self._as_dict(i) for i in result.get("items") or []]
+        seen = set()
+        for item in items:
+            # List items carry no kind; the watch's objects do. Keep them alike.
+            key = key_of(item)
+            seen.add(key)
+            item_version = (item.get("metadata") or {}).get("resourceVersion", "")
+            if self.known.get(key) != item_version:
+                self.known[key] = item_version
+                self.on_event("ADDED", item)
+        for key in [k for k in self.known if k not in seen]:
+            del self.known[key]
+            self.on_event("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
+        return str((result.get("metadata") or {}).get("resourceVersion", ""))
+
+    def _handle(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "BOOKMARK":
+            return
+        key = key_of(obj)
+        if kind == "DELETED":
+            self.known.pop(key, None)
+        else:
+            self.known[key] = (obj.get("metadata") or {}).get("resourceVersion", "")
+        self.on_event(kind, obj)
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                version = await self._list()
+                self.synced.set()
+                backoff = 0.5
+                while True:
+                    w = watch.Watch()
+                    async with w.stream(
+                        self.list_fn,
+                        resource_version=version,
+                        timeout_seconds=300,
+                        allow_watch_bookmarks=True,
+                        **self.list_kwargs,
+                    ) as stream:
+                        async for event in stream:
+                            self._handle(str(event["type"]), event["raw_object"])
+                    version = w.resource_version or version
+            except asyncio.CancelledError:
+                raise
+            except ApiException as exc:
+                if exc.status != 410:
+                    log.warning("watch %s: %s", self.name, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+            except Exception as exc:
+                log.warning("watch %s failed, relisting: %s", self.name, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)

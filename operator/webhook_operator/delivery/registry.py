@@ -1,0 +1,267 @@
+"""The delivery service's read-only view of configuration: apps (event catalogs with
+compiled schemas), endpoints (spec merged with their app's endpointDefaults) and signing
+keys (current, plus previous during a rotation's grace period).
+
+It is fed by informers and tells a listener what changed, so the service can cancel,
+hold, release or re-throttle deliveries without polling Kubernetes."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+from pydantic import ValidationError
+
+from webhook_operator import rotation
+from webhook_operator.api.v1alpha1 import DeliverySettings, WebhookAppSpec, WebhookEndpointSpec
+from webhook_operator.controller.secrets import generated_secret_name
+from webhook_operator.durations import parse_duration
+from webhook_operator.event_matching import subscribed
+from webhook_operator.retry_policy import RetryPolicy
+from webhook_operator.signing import InvalidSecret, decode_secret
+from webhook_operator.timestamps import parse_ts
+
+log = logging.getLogger(__name__)
+
+ENABLE_ANNOTATION = rotation.PREFIX + "enable"
+DEFAULT_TIMEOUT = 15.0
+DEFAULT_MAX_CONCURRENCY = 10
+NsName = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    namespace: str
+    name: str
+    # Declared types -> compiled validator of their data (None: no schema). Empty: no catalog.
+    catalog: dict[str, Validator | None]
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    namespace: str
+    name: str
+    app: str
+    url: str
+    allow_insecure_http: bool
+    events: tuple[str, ...]
+    active: bool
+    headers: tuple[tuple[str, str], ...]
+    retry: RetryPolicy
+    timeout: float
+    rate: float | None
+    burst: int | None
+    max_concurrency: int
+    secret_name: str
+    secret_key: str
+    generated_secret: bool
+    enable_token: str | None
+
+
+class Listener(Protocol):
+    def endpoint_changed(self, old: EndpointConfig | None, new: EndpointConfig | None) -> None: ...
+
+
+def _compile(schema: dict[str, Any] | None) -> Validator | None:
+    if schema is None:
+        return None
+    cls = validator_for(schema, default=Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except Exception:
+        return None  # the operator reports an invalid schema on the app; accept the data
+    validator: Validator = cls(schema)
+    return validator
+
+
+def app_config(obj: dict[str, Any]) -> AppConfig | None:
+    meta = obj["metadata"]
+    try:
+        spec = WebhookAppSpec.model_validate(obj.get("spec") or {})
+    except ValidationError:
+        return None
+    catalog = {t.name: _compile(t.schema_) for t in spec.event_types}
+    return AppConfig(namespace=meta["namespace"], name=meta["name"], catalog=catalog)
+
+
+def _pick(own: Any, inherited: DeliverySettings | None, name: str) -> Any:
+    value = getattr(own, name)
+    if value is None and inherited is not None:
+        value = getattr(inherited, name)
+    return value
+
+
+def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> EndpointConfig | None:
+    meta = obj["metadata"]
+    try:
+        spec = WebhookEndpointSpec.model_validate(obj.get("spec") or {})
+    except ValidationError:
+        return None
+    defaults = None
+    if app is not None:
+        try:
+            defaults = WebhookAppSpec.model_validate(app.get("spec") or {}).endpoint_defaults
+        except ValidationError:
+            defaults = None
+    retry = _pick(spec, defaults, "retry")
+    schedule = tuple(parse_duration(d).total_seconds() for d in retry.schedule) if retry else None
+    timeout = _pick(spec, defaults, "timeout")
+    rate = _pick(spec, defaults, "rate_limit")
+    headers = _pick(spec, defaults, "headers") or {}
+    max_conc = _pick(spec, defaults, "max_concurrency")
+    ref = spec.secret_ref
+    return EndpointConfig(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        app=spec.app_ref.name,
+        url=spec.url,
+        allow_insecure_http=spec.allow_insecure_http,
+        events=tuple(spec.events),
+        active=spec.active,
+        headers=tuple(sorted(headers.items())),
+        retry=RetryPolicy(schedule=schedule) if schedule is not None else RetryPolicy(),
+        timeout=parse_duration(timeout).total_seconds() if timeout else DEFAULT_TIMEOUT,
+        rate=float(rate.per_second) if rate else None,
+        burst=(rate.burst or rate.per_second) if rate else None,
+        max_concurrency=max_conc or DEFAULT_MAX_CONCURRENCY,
+        secret_name=ref.name if ref else generated_secret_name(meta["name"]),
+        secret_key=ref.key if ref else rotation.CURRENT_KEY,
+        generated_secret=ref is None,
+        enable_token=(meta.get("annotations") or {}).get(ENABLE_ANNOTATION),
+    )
+
+
+@dataclass
+class Registry:
+    listener: Listener | None = None
+    clock: Callable[[], float] | None = None
+    _apps_raw: dict[NsName, dict[str, Any]] = field(default_factory=dict)
+    _endpoints_raw: dict[NsName, dict[str, Any]] = field(default_factory=dict)
+    apps: dict[NsName, AppConfig] = field(default_factory=dict)
+    endpoints: dict[NsName, EndpointConfig] = field(default_factory=dict)
+    _by_app: dict[NsName, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _secrets: dict[NsName, dict[str, Any]] = field(default_factory=dict)
+    _key_cache: dict[tuple[NsName, str, str], tuple[bytes, ...]] = field(default_factory=dict)
+
+    # -- informer callbacks ---------------------------------------------------------------
+
+    def on_app(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self._apps_raw.pop(key, None)
+            self.apps.pop(key, None)
+        else:
+            self._apps_raw[key] = obj
+            config = app_config(obj)
+            if config is None:
+                self.apps.pop(key, None)
+            else:
+                self.apps[key] = config
+        # endpointDefaults may have changed for every endpoint of the app
+        for name in list(self._by_app.get(key, ())):
+            raw = self._endpoints_raw.get((key[0], name))
+            if raw is not None:
+                self._set_endpoint((key[0], name), raw)
+
+    def on_endpoint(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self._endpoints_raw.pop(key, None)
+            old = self.endpoints.pop(key, None)
+            if old is not None:
+                self._by_app[(old.namespace, old.app)].discard(old.name)
+            if self.listener is not None:
+                self.listener.endpoint_changed(old, None)
+            return
+        self._endpoints_raw[key] = obj
+        self._set_endpoint(key, obj)
+
+    def _set_endpoint(self, key: NsName, obj: dict[str, Any]) -> None:
+        app_name = ((obj.get("spec") or {}).get("appRef") or {}).get("name")
+        app_raw = self._apps_raw.get((key[0], app_name)) if app_name else None
+        new = endpoint_config(obj, app_raw)
+        old = self.endpoints.get(key)
+        if old is not None:
+            self._by_app[(old.namespace, old.app)].discard(old.name)
+        if app_name:
+            self._by_app[(key[0], app_name)].add(key[1])
+        if new is None:
+            self.endpoints.pop(key, None)
+        else:
+            self.endpoints[key] = new
+        if old != new and self.listener is not None:
+            self.listener.endpoint_changed(old, new)
+
+    def on_secret(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self._secrets.pop(key, None)
+        else:
+            self._secrets[key] = obj
+        for cache_key in [k for k in self._key_cache if k[0] == key]:
+            del self._key_cache[cache_key]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def subscribers(self, namespace: str, app: str, event_type: str) -> list[EndpointConfig]:
+        found = []
+        for name in sorted(self._by_app.get((namespace, app), ())):
+            config = self.endpoints.get((namespace, name))
+            if config is not None and config.app == app and subscribed(config.events, event_type):
+                found.append(config)
+        return found
+
+    def signing_keys(self, config: EndpointConfig, now: float) -> tuple[bytes, ...]:
+        """The keys to sign with now: current, plus previous until it expires."""
+        secret = self._secrets.get((config.namespace, config.secret_name))
+        if secret is None:
+            return ()
+        version = (secret.get("metadata") or {}).get("resourceVersion", "")
+        cache_key = ((config.namespace, config.secret_name), config.secret_key, version)
+        keys = self._key_cache.get(cache_key)
+        if keys is None:
+            keys = self._decode_keys(secret, config)
+            self._key_cache[cache_key] = keys
+        if len(keys) > 1:
+            expires = parse_ts(
+                ((secret.get("metadata") or {}).get("annotations") or {}).get(
+                    rotation.PREVIOUS_EXPIRES_AT
+                )
+            )
+            if expires is None or expires.timestamp() <= now:
+                return keys[:1]
+        return keys
+
+    def _decode_keys(self, secret: dict[str, Any], config: EndpointConfig) -> tuple[bytes, ...]:
+        data = secret.get("data") or {}
+        names = [config.secret_key]
+        if config.generated_secret:
+            names.append(rotation.PREVIOUS_KEY)
+        keys = []
+        for name in names:
+            raw = data.get(name)
+            if not raw:
+                continue
+            try:
+                keys.append(decode_secret(base64.b64decode(raw).decode()))
+            except (InvalidSecret, ValueError, UnicodeDecodeError):
+                log.warning(
+                    "secret %s key %s is not a valid signing secret", config.secret_name, name
+                )
+        return tuple(keys)
+
+    def user_secrets(self) -> set[NsName]:
+        """Secrets named by secretRef: fetched by the service (generated ones are watched)."""
+        return {
+            (c.namespace, c.secret_name) for c in self.endpoints.values() if not c.generated_secret
+        }

@@ -1,0 +1,292 @@
+"""The delivery service process: watches configuration, serves the HTTP API and runs the
+dispatcher, in one event loop. Kubernetes is only read (plus TokenReviews and
+SubjectAccessReviews); events, deliveries and attempts live in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from webhook_operator import ids
+from webhook_operator.api.v1alpha1 import GROUP, VERSION
+from webhook_operator.controller.kube import connect
+from webhook_operator.delivery import ingest
+from webhook_operator.delivery.api import Routes
+from webhook_operator.delivery.auth import Authorizer
+from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
+from webhook_operator.delivery.informer import Informer
+from webhook_operator.delivery.metrics import Metrics
+from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
+from webhook_operator.delivery.sender import Sender
+from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent, Store
+from webhook_operator.store.factory import open_store
+from webhook_operator.url_policy import AddressPolicy
+
+log = logging.getLogger(__name__)
+GENERATED_SECRETS = "app.kubernetes.io/managed-by=webhook-operator"
+PING_TYPE = "webhook.ping"
+
+
+@dataclass
+class ServiceSettings:
+    store_url: str = "sqlite:///webhook-operator.db"
+    kubeconfig: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    allow_cidrs: tuple[str, ...] = ()
+    max_body: int = 256 * 1024
+    retention_seconds: float = 30 * 86400.0
+    user_secret_refresh: float = 10.0
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    dispatcher: DispatcherSettings | None = None
+    shutdown_timeout: float = 20.0
+
+
+class Service:
+    def __init__(self, settings: ServiceSettings, store: Store, api: client.ApiClient) -> None:
+        self.settings = settings
+        self.store = store
+        self.api = api
+        self.metrics = Metrics()
+        self.registry = Registry(listener=self)
+        self.authorizer = Authorizer(api)
+        self.sender = Sender(AddressPolicy.from_strings(settings.allow_cidrs))
+        self.dispatcher = Dispatcher(
+            store,
+            self.registry,
+            self.sender,
+            self.metrics,
+            settings.dispatcher or DispatcherSettings(owner=settings.owner),
+        )
+        self.enable_tokens: dict[tuple[str, str], str | None] = {}
+        self.informers: list[Informer] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._user_secrets_wanted = asyncio.Event()
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    async def accept(
+        self, namespace: str, app: AppConfig, submitted: ingest.Submitted
+    ) -> dict[str, Any]:
+        now = time.time()
+        subscribers = self.registry.subscribers(namespace, app.name, submitted.type)
+        disabled = set(self.dispatcher.disabled)
+        event, deliveries = ingest.build(namespace, app, submitted, subscribers, disabled, now)
+        event_id, count, duplicate = await self.store.create_event(event, deliveries)
+        if not duplicate:
+            self.metrics.events.labels(namespace, app.name).inc()
+            self.dispatcher.wake()
+        return {"eventId": event_id, "deliveries": count, "duplicate": duplicate}
+
+    async def ping(self, namespace: str, endpoint: str, app: str) -> dict[str, Any]:
+        now = time.time()
+        event_id = ids.event_id(now)
+        submitted = ingest.Submitted(
+            PING_TYPE, None, {"namespace": namespace, "endpoint": endpoint}
+        )
+        event = NewEvent(
+            id=event_id,
+            namespace=namespace,
+            app=app,
+            type=PING_TYPE,
+            payload=ingest.payload(event_id, submitted, now),
+            idempotency_key=None,
+            created_at=now,
+        )
+        delivery_id = ids.delivery_id(now)
+        config = self.registry.endpoints.get((namespace, endpoint))
+        held = (
+            config is None or not config.active or (namespace, endpoint) in self.dispatcher.disabled
+        )
+        status = DeliveryStatus.HELD if held else DeliveryStatus.PENDING
+        await self.store.create_event(event, [NewDelivery(delivery_id, endpoint, status, now)])
+        self.dispatcher.wake()
+        return {"eventId": event_id, "deliveryId": delivery_id, "held": held}
+
+    # -- configuration changes (Registry listener) ----------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def endpoint_changed(self, old: EndpointConfig | None, new: EndpointConfig | None) -> None:
+        if new is None:
+            if old is not None:
+                key = (old.namespace, old.name)
+                self.dispatcher.disabled.pop(key, None)
+                self.dispatcher.forget_endpoint(key)
+                self._spawn(self.store.cancel_endpoint(old.namespace, old.name, time.time()))
+            return
+        key = (new.namespace, new.name)
+        if not new.generated_secret:
+            self._user_secrets_wanted.set()
+        reenable = (
+            key in self.dispatcher.disabled
+            and new.enable_token is not None
+            and (
+                (old is not None and new.enable_token != old.enable_token)
+                or (old is None and new.enable_token != self.enable_tokens.get(key))
+            )
+        )
+        if reenable:
+            self._spawn(self._reenable(new))
+        elif (
+            old is not None
+            and not old.active
+            and new.active
+            and key not in self.dispatcher.disabled
+        ):
+            self._spawn(self._release(new))
+
+    async def _reenable(self, config: EndpointConfig) -> None:
+        key = (config.namespace, config.name)
+        now = time.time()
+        await self.store.set_disabled(
+            config.namespace, config.name, None, now, enable_token=config.enable_token
+        )
+        self.dispatcher.disabled.pop(key, None)
+        self.enable_tokens[key] = config.enable_token
+        log.info("endpoint %s/%s enabled again", *key)
+        if config.active:
+            await self._release(config)
+
+    async def _release(self, config: EndpointConfig) -> None:
+        released = await self.store.release_held(config.namespace, config.name, time.time())
+        if released:
+            log.info(
+                "released %d held deliveries to %s/%s", released, config.namespace, config.name
+            )
+        self.dispatcher.wake()
+
+    # -- background loops ------------------------------------------------------------------
+
+    async def _refresh_user_secrets(self) -> None:
+        core: Any = client.CoreV1Api(self.api)
+        while True:
+            for namespace, name in sorted(self.registry.user_secrets()):
+                try:
+                    secret = await core.read_namespaced_secret(name, namespace)
+                    self.registry.on_secret("MODIFIED", self.api.sanitize_for_serialization(secret))
+                except client.exceptions.ApiException as exc:
+                    if exc.status == 404:
+                        self.registry.on_secret(
+                            "DELETED", {"metadata": {"namespace": namespace, "name": name}}
+                        )
+                    else:
+                        log.warning("reading Secret %s/%s: %s", namespace, name, exc)
+            self._user_secrets_wanted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._user_secrets_wanted.wait(), self.settings.user_secret_refresh
+                )
+
+    async def _gauges(self) -> None:
+        while True:
+            stats = await self.store.queue_stats(time.time())
+            self.metrics.queue_due.set(stats.due)
+            self.metrics.queue_scheduled.set(stats.scheduled)
+            self.metrics.oldest_due.set(stats.oldest_due_age)
+            self.metrics.held.set(stats.held)
+            self.metrics.disabled.set(len(self.dispatcher.disabled))
+            await asyncio.sleep(5)
+
+    async def _purge(self) -> None:
+        while True:
+            deleted = await self.store.purge(time.time() - self.settings.retention_seconds)
+            if deleted:
+                log.info("purged %d events older than the retention period", deleted)
+            await asyncio.sleep(3600)
+
+    def ready(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers)
+
+    def _informers(self) -> list[Informer]:
+        custom: Any = client.CustomObjectsApi(self.api)
+        core: Any = client.CoreV1Api(self.api)
+        return [
+            Informer(
+                "webhookapps",
+                self.api,
+                custom.list_cluster_custom_object,
+                self.registry.on_app,
+                group=GROUP,
+                version=VERSION,
+                plural="webhookapps",
+            ),
+            Informer(
+                "webhookendpoints",
+                self.api,
+                custom.list_cluster_custom_object,
+                self.registry.on_endpoint,
+                group=GROUP,
+                version=VERSION,
+                plural="webhookendpoints",
+            ),
+            Informer(
+                "secrets",
+                self.api,
+                core.list_secret_for_all_namespaces,
+                self.registry.on_secret,
+                label_selector=GENERATED_SECRETS,
+            ),
+        ]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        for state in await self.store.disabled_endpoints():
+            key = (state.namespace, state.endpoint)
+            self.dispatcher.disabled[key] = state.disabled_reason or "Disabled"
+            self.enable_tokens[key] = state.enable_token
+        self.informers = self._informers()
+        # Apps before endpoints, so endpoint configs see their app's defaults at once.
+        watch_tasks = [asyncio.create_task(i.run()) for i in self.informers]
+        for informer in self.informers:
+            await informer.synced.wait()
+        runner = web.AppRunner(Routes(self).app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.settings.host, self.settings.port).start()
+        log.info("delivery service listening on %s:%d", self.settings.host, self.settings.port)
+        loops = [
+            asyncio.create_task(self.dispatcher.run()),
+            asyncio.create_task(self._refresh_user_secrets()),
+            asyncio.create_task(self._gauges()),
+            asyncio.create_task(self._purge()),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: finishing attempts in flight")
+            await self.dispatcher.drain(self.settings.shutdown_timeout)
+            for task in [*loops, *watch_tasks, *self._background]:
+                task.cancel()
+            for task in [*loops, *watch_tasks]:
+                with contextlib.suppress(BaseException):
+                    await task
+            await runner.cleanup()
+            await self.sender.close()
+
+
+async def serve(settings: ServiceSettings) -> None:
+    import signal
+
+    api = await connect(settings.kubeconfig)
+    store = open_store(settings.store_url)
+    await store.open()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await Service(settings, store, api).run(stop)
+    finally:
+        await store.close()
+        await api.close()

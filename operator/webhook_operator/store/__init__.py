@@ -1,0 +1,31 @@
+"""Durable storage of events, deliveries, attempts and per-endpoint delivery state: one
+protocol (`base.Store`), an SQLite implementation (one replica) and a PostgreSQL one
+(several replicas), both passing the contract suite in tests/integration/test_store_contract.py."""
+
+from webhook_operator.store.base import (
+    AttemptResult,
+    Claimed,
+    DeliveryDetail,
+    DeliveryQuery,
+    DeliveryRow,
+    DeliveryStatus,
+    EndpointState,
+    NewDelivery,
+    NewEvent,
+    QueueStats,
+    Store,
+)
+
+__all__ = [
+    "AttemptResult",
+    "Claimed",
+    "DeliveryDetail",
+    "DeliveryQuery",
+    "DeliveryRow",
+    "DeliveryStatus",
+    "EndpointState",
+    "NewDelivery",
+    "NewEvent",
+    "QueueStats",
+    "Store",
+]

@@ -1,0 +1,243 @@
+"""The storage protocol of the delivery service, and the records it moves.
+
+Times are UNIX epoch seconds (float) everywhere, so both backends store and compare the
+same numbers. Ids come from `webhook_operator.ids` and sort by creation time; list
+queries page by id (newest first, `cursor` = the last id of the previous page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first attempt (or being attempted now)
+    FAILED = "failed"  # the last attempt failed; another is scheduled
+    DELIVERED = "delivered"  # a 2xx answer
+    EXHAUSTED = "exhausted"  # every attempt failed; no more will be made
+    HELD = "held"  # the endpoint is paused or disabled; delivered when it is active again
+    CANCELLED = "cancelled"  # the endpoint was deleted
+
+
+# Deliveries in these states still have work ahead of them.
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.HELD)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: str
+    namespace: str
+    app: str
+    type: str
+    payload: str  # the exact JSON body every delivery of this event sends
+    idempotency_key: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    id: str
+    endpoint: str  # WebhookEndpoint name, in the event's namespace
+    status: DeliveryStatus  # PENDING, or HELD for a paused/disabled endpoint
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery leased to one worker until `lease_until`."""
+
+    delivery_id: str
+    event_id: str
+    namespace: str
+    app: str
+    endpoint: str
+    event_type: str
+    payload: str
+    attempts: int  # attempts made before this one
+    created_at: float  # when the event was accepted (for end-to-end latency)
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    delivery_id: str
+    owner: str  # the worker that claimed it; a result from a lost lease changes nothing
+    namespace: str
+    endpoint: str
+    attempt: int  # 1-based number of this attempt
+    started_at: float
+    duration_ms: float
+    http_status: int | None
+    error: str | None
+    response_snippet: str | None
+    success: bool
+    status: DeliveryStatus  # DELIVERED, FAILED (retry at next_attempt_at) or EXHAUSTED
+    next_attempt_at: float | None
+    # Set when this result disables the endpoint: "RetriesExhausted" or "Gone" (410).
+    disable_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    attempt: int
+    started_at: float
+    duration_ms: float
+    http_status: int | None
+    error: str | None
+    response_snippet: str | None
+    success: bool
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: str
+    event_id: str
+    namespace: str
+    app: str
+    endpoint: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    created_at: float
+    updated_at: float
+    next_attempt_at: float | None
+    last_http_status: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryDetail:
+    delivery: DeliveryRow
+    attempts: list[AttemptRow]
+    payload: str
+
+
+@dataclass(frozen=True)
+class DeliveryQuery:
+    namespace: str
+    app: str | None = None
+    endpoint: str | None = None
+    statuses: tuple[DeliveryStatus, ...] = ()
+    cursor: str | None = None  # return ids strictly older than this one
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """Delivery state of one endpoint; `version` grows on every change (the stats cursor)."""
+
+    namespace: str
+    endpoint: str
+    version: int = 0
+    last_delivery_time: float | None = None
+    last_success_time: float | None = None
+    last_failure_time: float | None = None
+    last_http_status: int | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    disabled_reason: str | None = None
+    disabled_at: float | None = None
+    enable_token: str | None = None  # the webhook-operator.dev/enable value last acted on
+    counts: dict[str, int] = field(default_factory=dict)  # see Store.stats_since
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    due: int  # pending/failed deliveries whose next attempt is due now
+    oldest_due_age: float  # seconds the oldest due delivery has waited; 0 when none
+    scheduled: int  # pending/failed deliveries in all
+    held: int
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def create_event(
+        self, event: NewEvent, deliveries: list[NewDelivery], dedupe_window: float = 86400.0
+    ) -> tuple[str, int, bool]:
+        """Store an event and its deliveries atomically. When `event.idempotency_key` was
+        used for the same namespace/app within `dedupe_window` seconds, store nothing and
+        return the earlier event: (event id, its delivery count, True). Otherwise
+        (event.id, len(deliveries), False)."""
+
+    async def claim(
+        self, now: float, limit: int, lease_seconds: float, owner: str
+    ) -> list[Claimed]:
+        """Lease up to `limit` PENDING/FAILED deliveries with next_attempt_at <= now whose
+        lease is free or expired, ordered by next_attempt_at then id. Two callers never get
+        the same delivery while its lease holds (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+
+    async def finish_attempts(self, results: list[AttemptResult], now: float) -> None:
+        """Record attempts (one row each) and apply them to their deliveries (status,
+        attempts, next_attempt_at, last status/error; lease released) only where
+        `owner` still holds the lease; update each endpoint's state (times, last status
+        and error, consecutive failures; disabled when `disable_reason` is set) and bump
+        its version."""
+
+    async def defer(self, delivery_ids: list[str], owner: str, until: float) -> None:
+        """Give leased deliveries back unattempted, due at `until` (rate limit)."""
+
+    async def hold(self, delivery_ids: list[str], owner: str) -> None:
+        """Leased deliveries of a paused/disabled endpoint become HELD, unattempted."""
+
+    async def release_held(self, namespace: str, endpoint: str, now: float) -> int:
+        """HELD deliveries of the endpoint become PENDING, due now (oldest id first)."""
+
+    async def cancel_endpoint(self, namespace: str, endpoint: str, now: float) -> int:
+        """Open deliveries of a deleted endpoint become CANCELLED."""
+
+    async def set_disabled(
+        self,
+        namespace: str,
+        endpoint: str,
+        reason: str | None,
+        now: float,
+        enable_token: str | None = None,
+    ) -> None:
+        """Disable (reason set) or re-enable (reason None: consecutive failures reset,
+        `enable_token` recorded) the endpoint; bumps its version."""
+
+    async def endpoint_state(self, namespace: str, endpoint: str) -> EndpointState | None: ...
+
+    async def disabled_endpoints(self) -> list[EndpointState]:
+        """Every endpoint currently disabled (loaded at start-up)."""
+
+    async def list_deliveries(self, query: DeliveryQuery) -> tuple[list[DeliveryRow], str | None]:
+        """Newest first; returns (rows, cursor for the next page or None)."""
+
+    async def get_delivery(self, namespace: str, delivery_id: str) -> DeliveryDetail | None: ...
+
+    async def resend(self, namespace: str, delivery_id: str, now: float, new_id: str) -> str | None:
+        """A new PENDING delivery of the same event to the same endpoint; None if unknown."""
+
+    async def replay(
+        self,
+        namespace: str,
+        endpoint: str,
+        since: float,
+        now: float,
+        statuses: tuple[DeliveryStatus, ...],
+        new_ids: list[str] | None = None,
+    ) -> int:
+        """New PENDING deliveries for every delivery of the endpoint created at or after
+        `since` whose status is in `statuses`; returns how many. Ids: `new_ids` when given
+        (at least as many as needed), else generated."""
+
+    async def stats_since(
+        self, cursor: int, now: float, window: float = 86400.0
+    ) -> tuple[list[EndpointState], int]:
+        """Endpoint states with version > cursor, and the new cursor. `counts` holds
+        delivered / failed / exhausted within `window` seconds and pending / held now:
+        deliveries that became DELIVERED or EXHAUSTED in the window, attempts that failed in
+        the window, deliveries PENDING or FAILED (awaiting an attempt) and HELD now."""
+
+    async def queue_stats(self, now: float) -> QueueStats: ...
+
+    async def purge(self, before: float) -> int:
+        """Delete events (with their deliveries and attempts) created before `before`
+        whose deliveries are all finished; returns the number of events deleted."""

@@ -1,0 +1,288 @@
+"""Test harness: the real processes and servers the integration tests drive (the
+operator, the delivery service, HTTP receivers) and polling helpers."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from webhook_operator.devcluster import LocalCluster
+from webhook_operator.devcluster.binaries import kubectl_binary
+from webhook_operator.devcluster.cluster import free_port
+from webhook_operator.devcluster.install import api_client
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+class Cluster:
+    """A running cluster the tests may use: its kubeconfig and an API client."""
+
+    def __init__(self, kubeconfig: Path, local: LocalCluster | None) -> None:
+        self.kubeconfig = kubeconfig
+        self.local = local
+        self.api = api_client(kubeconfig)
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(kubectl_binary()), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:40].strip("-")
+
+
+class OperatorProcess:
+    """`webhook-operator controller` as a subprocess against the test cluster."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, lease_name: str, *extra: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.lease_name = lease_name
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []
+        self.log_path = log_dir / f"operator-{lease_name}.log"
+
+    def start(self) -> OperatorProcess:
+        log = self.log_path.open("ab")
+        self.args = [
+            f"--kubeconfig={self.kubeconfig}",
+            "--lease-namespace=default",
+            f"--lease-name={self.lease_name}",
+            "--lease-duration=4",
+            "--probe-host=127.0.0.1",
+            f"--probe-port={free_port()}",
+            "--status-interval=0.5",
+            *self.extra,
+        ]
+        self.process = subprocess.Popen(
+            [str(BIN / "webhook-operator"), "controller", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def eventually(
+    check: Callable[[], object], timeout: float = 30.0, interval: float = 0.2, what: str = ""
+) -> object:
+    """Poll `check` until it returns a truthy value (returned) or raise with the last error."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+            last = None
+        except (AssertionError, ApiException, KeyError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"not met within {timeout}s: {what} (last: {last!r})")
+
+
+class DeliveryProcess:
+    """`webhook-operator delivery` as a subprocess against the test cluster."""
+
+    def __init__(
+        self, kubeconfig: Path, workdir: Path, store_url: str, *extra: str, name: str = "delivery"
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.store_url = store_url
+        self.extra = extra
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> DeliveryProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "webhook-operator"),
+                "delivery",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--store={self.store_url}",
+                f"--listen=127.0.0.1:{self.port}",
+                "--allow-cidr=127.0.0.1/32",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        def ready() -> bool:
+            assert self.process is not None
+            assert self.process.poll() is None, f"delivery service exited:\n{self.log()[-3000:]}"
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(ready, timeout=timeout, what="delivery service ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Receiver:
+    """A real HTTP receiver on 127.0.0.1 that records every request. Answers 204 unless
+    told otherwise per path: `respond(path, (status, headers, delay_seconds), ...)` queues
+    answers that are used in order, the last one repeating."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.plans: dict[str, list[tuple[int, dict[str, str], float]]] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers.items()),
+                            "body": body,
+                            "at": time.time(),
+                        }
+                    )
+                    plan = receiver.plans.get(self.path) or [(204, {}, 0.0)]
+                    status, headers, delay = plan[0]
+                    if len(plan) > 1:
+                        plan.pop(0)
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if status in (204, 304):
+                    self.end_headers()  # no body may follow these
+                    return
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def respond(self, path: str, *answers: tuple[int, dict[str, str], float]) -> None:
+        with self.lock:
+            self.plans[path] = list(answers)
+
+    def received(self, path: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["path"] == path]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+class Producer:
+    """A ServiceAccount allowed to emit to some apps, with a real token."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        apps: list[str],
+        name: str = "producer",
+        verbs: tuple[str, ...] = ("emit", "get", "list", "update"),
+    ) -> None:
+        cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+        cluster.kubectl(
+            "create",
+            "role",
+            name,
+            "-n",
+            namespace,
+            *[f"--verb={v}" for v in verbs],
+            "--resource=webhookapps.webhook-operator.dev",
+            *[f"--resource-name={a}" for a in apps],
+        )
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            name,
+            "-n",
+            namespace,
+            f"--role={name}",
+            f"--serviceaccount={namespace}:{name}",
+        )
+        self.token = cluster.kubectl("create", "token", name, "-n", namespace).stdout.strip()
+        self.headers = {"Authorization": f"Bearer {self.token}"}
