@@ -182,6 +182,21 @@ def delivery(
     asyncio.run(serve(settings))
 
 
+@app.command()
+def dev() -> None:
+    """Start the local playground: control plane, operator, delivery service, a sample app
+    and endpoint with a receiver that prints each delivery. Ctrl-C stops everything."""
+    from webhook_operator.devcluster import playground
+
+    console = Console(highlight=False)
+    try:
+        code = playground.main(console)
+    except (bins.BinaryError, cluster_mod.ClusterStartError, RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
 @cluster_app.command("build")
 def cluster_build(
     helm: Annotated[bool, typer.Option(help="Also build helm.")] = True,
