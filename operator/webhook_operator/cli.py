@@ -98,7 +98,9 @@ def controller(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not verbose:
-        logging.getLogger("kopf").setLevel(logging.WARNING)
+        # kopf narrates every watch, httpx every results poll: useful only when debugging.
+        for noisy in ("kopf", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = ControllerSettings(
         kubeconfig=kubeconfig,
         namespaces=list(namespace or []),
