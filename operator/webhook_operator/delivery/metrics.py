@@ -24,7 +24,7 @@ class Metrics:
         )
         self.attempts = Counter(
             "webhook_delivery_attempts",
-            "Delivery attempts by outcome (success, failure, gone, refused).",
+            "Delivery attempts by outcome (success, retry, gone).",
             ["namespace", "endpoint", "outcome"],
             registry=r,
         )
