@@ -11,22 +11,13 @@ import secrets as pysecrets
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 COMPONENT = "webhook-operator"
-
-
-async def connect(kubeconfig: str | None = None) -> client.ApiClient:
-    """In-cluster credentials inside a Pod, else the kubeconfig (KUBECONFIG or ~/.kube)."""
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        cast(Any, config.load_incluster_config)()
-        return client.ApiClient()
-    api: client.ApiClient = await config.new_client_from_config(config_file=kubeconfig)
-    return api
 
 
 def _status(exc: BaseException) -> int | None:

@@ -19,11 +19,11 @@ from webhook_operator.controller.secrets import (
     StaleView,
     check_user_secret,
     ensure_generated,
-    generated_secret_name,
 )
 from webhook_operator.durations import parse_duration
 from webhook_operator.event_matching import unknown_subscriptions
 from webhook_operator.health import DeliveryState, endpoint_health
+from webhook_operator.naming import generated_secret_name
 from webhook_operator.timestamps import format_ts
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from webhook_operator.controller.leader import LeaderElector, LostLeadership
 from webhook_operator.controller.reconcile_app import reconcile_app
 from webhook_operator.controller.reconcile_endpoint import reconcile_endpoint
 from webhook_operator.controller.status_writer import StatusWriter
+from webhook_operator.kube_client import connect
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ async def _probes(settings: ControllerSettings, role: dict[str, str]) -> web.App
 async def run(settings: ControllerSettings) -> int:
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig
-    api = await kube.connect(settings.kubeconfig)
+    api = await connect(settings.kubeconfig)
     k = kube.Kube(api)
     role = {"role": "standby"}
     probes = await _probes(settings, role)

@@ -4,7 +4,6 @@ key) and the user's own Secret named by `secretRef` (read and checked, never mod
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,18 +18,9 @@ from webhook_operator.controller.store import (
     MANAGED_BY,
     MANAGER,
 )
+from webhook_operator.naming import generated_secret_name
 from webhook_operator.signing import InvalidSecret, decode_secret, generate_secret
 from webhook_operator.timestamps import parse_ts
-
-SUFFIX = "-signing-secret"
-
-
-def generated_secret_name(endpoint: str) -> str:
-    name = endpoint + SUFFIX
-    if len(name) <= 253:
-        return name
-    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:8]
-    return f"{endpoint[: 253 - len(SUFFIX) - 9]}-{digest}{SUFFIX}"
 
 
 def decoded_data(secret: dict[str, Any]) -> dict[str, str]:

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 
 from webhook_operator import rotation
 from webhook_operator.api.v1alpha1 import DeliverySettings, WebhookAppSpec, WebhookEndpointSpec
-from webhook_operator.controller.secrets import generated_secret_name
 from webhook_operator.durations import parse_duration
 from webhook_operator.event_matching import subscribed
+from webhook_operator.naming import generated_secret_name
 from webhook_operator.retry_policy import RetryPolicy
 from webhook_operator.signing import InvalidSecret, decode_secret
 from webhook_operator.timestamps import parse_ts

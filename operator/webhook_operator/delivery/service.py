@@ -18,7 +18,6 @@ from kubernetes_asyncio import client
 
 from webhook_operator import ids
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
-from webhook_operator.controller.kube import connect
 from webhook_operator.delivery import ingest
 from webhook_operator.delivery.api import Routes
 from webhook_operator.delivery.auth import Authorizer
@@ -27,6 +26,7 @@ from webhook_operator.delivery.informer import Informer
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender
+from webhook_operator.kube_client import connect
 from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent, Store
 from webhook_operator.store.factory import open_store
 from webhook_operator.url_policy import AddressPolicy
