@@ -979,3 +979,19 @@ def test_open_store_picks_the_backend_from_the_url() -> None:
     for bad in ("mysql://localhost/db", "sqlite://relative.db", "sqlite:///"):
         with pytest.raises(ValueError, match="store URL"):
             open_store(bad)
+
+
+@contract
+async def test_create_events_in_one_batch(store: Store) -> None:
+    first = NewEvent(event_id(NOW), NS, APP, "order.created", "{}", "k-1", NOW)
+    second = NewEvent(event_id(NOW), NS, APP, "order.created", "{}", None, NOW)
+    repeat = NewEvent(event_id(NOW), NS, APP, "order.created", "{}", "k-1", NOW)
+    results = await store.create_events(
+        [
+            (first, [NewDelivery(delivery_id(NOW), "ep-1", PENDING, NOW)]),
+            (second, []),
+            (repeat, [NewDelivery(delivery_id(NOW), "ep-1", PENDING, NOW)]),
+        ]
+    )
+    assert results == [(first.id, 1, False), (second.id, 0, False), (first.id, 1, True)]
+    assert len(await ids_of(store, DeliveryQuery(NS, app=APP))) == 1

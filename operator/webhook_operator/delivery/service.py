@@ -23,6 +23,7 @@ from webhook_operator.delivery.api import Routes
 from webhook_operator.delivery.auth import Authorizer
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
 from webhook_operator.delivery.informer import Informer
+from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender
@@ -67,6 +68,7 @@ class Service:
             self.metrics,
             settings.dispatcher or DispatcherSettings(owner=settings.owner),
         )
+        self.ingest = IngestBatcher(store)
         self.enable_tokens: dict[tuple[str, str], str | None] = {}
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -81,7 +83,7 @@ class Service:
         subscribers = self.registry.subscribers(namespace, app.name, submitted.type)
         disabled = set(self.dispatcher.disabled)
         event, deliveries = ingest.build(namespace, app, submitted, subscribers, disabled, now)
-        event_id, count, duplicate = await self.store.create_event(event, deliveries)
+        event_id, count, duplicate = await self.ingest.submit(event, deliveries)
         if not duplicate:
             self.metrics.events.labels(namespace, app.name).inc()
             self.dispatcher.wake()
@@ -272,6 +274,7 @@ class Service:
                 with contextlib.suppress(BaseException):
                     await task
             await runner.cleanup()
+            await self.ingest.close()
             await self.sender.close()
 
 

@@ -165,6 +165,13 @@ class Store(Protocol):
         return the earlier event: (event id, its delivery count, True). Otherwise
         (event.id, len(deliveries), False)."""
 
+    async def create_events(
+        self, batch: list[tuple[NewEvent, list[NewDelivery]]], dedupe_window: float = 86400.0
+    ) -> list[tuple[str, int, bool]]:
+        """`create_event` for several events, in order, in as few transactions as the
+        backend allows (ingest under load groups concurrent submissions into one commit).
+        A key repeated within the batch is a duplicate of its first use."""
+
     async def claim(
         self, now: float, limit: int, lease_seconds: float, owner: str
     ) -> list[Claimed]:

@@ -430,6 +430,13 @@ class PostgresStore:
                 )
         return event.id, len(deliveries), False
 
+    async def create_events(
+        self, batch: list[tuple[NewEvent, list[NewDelivery]]], dedupe_window: float = 86400.0
+    ) -> list[tuple[str, int, bool]]:
+        # One transaction each: a batch would hold several idempotency-key locks at once,
+        # and two replicas taking them in different orders could deadlock.
+        return [await self.create_event(e, d, dedupe_window) for e, d in batch]
+
     # -- claim and results ----------------------------------------------------------------
 
     async def claim(

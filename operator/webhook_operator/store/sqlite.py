@@ -375,22 +375,15 @@ class SQLiteStore:
     async def create_event(
         self, event: NewEvent, deliveries: list[NewDelivery], dedupe_window: float = 86400.0
     ) -> tuple[str, int, bool]:
+        (result,) = await self.create_events([(event, deliveries)], dedupe_window)
+        return result
+
+    async def create_events(
+        self, batch: list[tuple[NewEvent, list[NewDelivery]]], dedupe_window: float = 86400.0
+    ) -> list[tuple[str, int, bool]]:
+        # One commit for the whole batch: the commit, not the inserts, is the cost.
         with self._write() as conn:
-            if event.idempotency_key is not None:
-                earlier = conn.execute(
-                    FIND_DUPLICATE,
-                    {
-                        "namespace": event.namespace,
-                        "app": event.app,
-                        "key": event.idempotency_key,
-                        "since": event.created_at - dedupe_window,
-                    },
-                ).fetchone()
-                if earlier is not None:
-                    return earlier[0], earlier[1], True
-            conn.execute(INSERT_EVENT, event_params(event, len(deliveries)))
-            conn.executemany(INSERT_DELIVERY, [delivery_params(event, d) for d in deliveries])
-        return event.id, len(deliveries), False
+            return [_insert_event(conn, e, d, dedupe_window) for e, d in batch]
 
     # -- claim and results ----------------------------------------------------------------
 
@@ -697,3 +690,23 @@ def state_row(row: Sequence[Any], counts: dict[str, int] | None = None) -> Endpo
         enable_token=row[11],
         counts=counts or {},
     )
+
+
+def _insert_event(
+    conn: sqlite3.Connection, event: NewEvent, deliveries: list[NewDelivery], window: float
+) -> tuple[str, int, bool]:
+    if event.idempotency_key is not None:
+        earlier = conn.execute(
+            FIND_DUPLICATE,
+            {
+                "namespace": event.namespace,
+                "app": event.app,
+                "key": event.idempotency_key,
+                "since": event.created_at - window,
+            },
+        ).fetchone()
+        if earlier is not None:
+            return earlier[0], earlier[1], True
+    conn.execute(INSERT_EVENT, event_params(event, len(deliveries)))
+    conn.executemany(INSERT_DELIVERY, [delivery_params(event, d) for d in deliveries])
+    return event.id, len(deliveries), False
