@@ -33,17 +33,25 @@ integration: $(VENV)/.installed controlplane
 	$(BIN)/pytest tests/integration
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff format --check operator tests
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cd tests/controlplane && test -z "$$(gofmt -l .)"
 
 format: $(VENV)/.installed
-	$(BIN)/ruff format operator tests
-	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests bench
+	$(BIN)/ruff check --fix operator tests bench
 
 crds: $(VENV)/.installed
 	$(BIN)/webhook-operator crds --output-dir crds
+	$(BIN)/python -m webhook_operator.devcluster.chart sync-crds
+
+# manifests/webhook-operator.yaml: the Helm chart rendered with its default values (a test
+# fails when it is stale). Regenerates the CRDs first, since the manifests include them.
+.PHONY: manifests
+manifests: crds
+	$(BIN)/python -m webhook_operator.devcluster.chart manifests
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
