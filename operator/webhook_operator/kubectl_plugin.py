@@ -1,27 +1,38 @@
-"""`kubectl webhooks`: the kubectl plugin. Its commands (emit, deliveries, replay, ping,
-rotate-secret, ...) arrive with the delivery service; for now it reports its version."""
+"""`kubectl webhooks`: the kubectl plugin (the console script `kubectl-webhooks`, which
+kubectl finds on PATH). The commands live in `webhook_operator.plugin`; this entry point
+only turns failures into one line on stderr and the documented exit code, because the
+people reading it are on support duty, not debugging Python."""
 
 from __future__ import annotations
 
-import typer
+import os
+import sys
 
-from webhook_operator import __version__
+from webhook_operator.plugin.commands import PROG, app
+from webhook_operator.plugin.errors import Exit, PluginError
 
-app = typer.Typer(
-    help="Inspect and drive webhook deliveries.", no_args_is_help=True, add_completion=False
-)
+DEBUG_ENV = "WEBHOOK_OPERATOR_DEBUG"
 
-
-@app.command()
-def version() -> None:
-    """Print the version."""
-    print(__version__)
-
-
-@app.callback()
-def _root() -> None:
-    """Inspect and drive webhook deliveries."""
+__all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    from webhook_operator.plugin import render
+
+    try:
+        app(prog_name=PROG)
+    except PluginError as exc:
+        render.error(exc.message)
+        sys.exit(int(exc.code))
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        render.error(
+            f"unexpected {type(exc).__name__}: {exc} (a bug in {PROG};"
+            f" {DEBUG_ENV}=1 shows the traceback)"
+        )
+        sys.exit(int(Exit.INTERNAL))
+
+
+if __name__ == "__main__":
+    main()

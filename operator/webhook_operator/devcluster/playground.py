@@ -26,20 +26,11 @@ from rich.console import Console
 
 from webhook_operator.devcluster import binaries, install
 from webhook_operator.devcluster.cluster import ClusterInfo, LocalCluster, free_port
+from webhook_operator.devcluster.devstate import state_dir, state_file
 from webhook_operator.devcluster.receiver import PrintingReceiver, secret_values
 
 SAMPLE_APP = "billing"
 SAMPLE_ENDPOINT = "local-receiver"
-
-
-def state_dir() -> Path:
-    explicit = os.environ.get("WEBHOOK_OPERATOR_DEV_DIR")
-    return Path(explicit) if explicit else binaries.cache_dir() / "dev"
-
-
-def state_file() -> Path:
-    """Where `kubectl webhooks` finds the playground's delivery service and kubeconfig."""
-    return state_dir() / "state.json"
 
 
 def sample_objects(receiver_url: str) -> list[dict[str, Any]]:

@@ -1,0 +1,338 @@
+"""The kubectl plugin's pure parts: flag parsing, kubeconfig and target resolution, error
+mapping of the service's answers, and which key verified a delivery."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from webhook_operator import signing
+from webhook_operator.plugin import parsing
+from webhook_operator.plugin.client import DeliveryClient
+from webhook_operator.plugin.commands import verify_with
+from webhook_operator.plugin.errors import Exit, PluginError
+from webhook_operator.plugin.target import Target, load_kubeconfig, token_from_user
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+# -- --since -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "back"),
+    [
+        ("2h", timedelta(hours=2)),
+        ("30m", timedelta(minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("3d", timedelta(days=3)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        (" 2h ", timedelta(hours=2)),
+    ],
+)
+def test_relative_since_counts_back_from_now(text: str, back: timedelta) -> None:
+    assert parsing.parse_since(text, NOW) == NOW - back
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-25T10:00:00Z", datetime(2026, 11, 25, 10, tzinfo=UTC)),
+        ("2026-11-25T10:00:00.250Z", datetime(2026, 11, 25, 10, 0, 0, 250_000, tzinfo=UTC)),
+        ("2026-11-25T11:00:00+01:00", datetime(2026, 11, 25, 10, tzinfo=UTC)),
+        ("2026-11-25", datetime(2026, 11, 25, tzinfo=UTC)),
+        # No offset: UTC, as the service reads it, never the machine's local time.
+        ("2026-11-25T10:00:00", datetime(2026, 11, 25, 10, tzinfo=UTC)),
+    ],
+)
+def test_absolute_since_is_rfc3339(text: str, expected: datetime) -> None:
+    assert parsing.parse_since(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "", "2 hours", "-2h", "2w", "10:00"])
+def test_bad_since_names_both_forms(text: str) -> None:
+    with pytest.raises(ValueError, match=r"RFC 3339 .* duration back from now"):
+        parsing.parse_since(text, NOW)
+
+
+def test_rfc3339_is_utc_with_z() -> None:
+    local = datetime(2026, 11, 25, 13, 0, tzinfo=UTC).astimezone()
+    assert parsing.rfc3339(local) == "2026-11-25T13:00:00.000Z"
+
+
+def test_tolerance_takes_seconds_or_durations() -> None:
+    assert parsing.parse_tolerance("300") == 300
+    assert parsing.parse_tolerance("10m") == 600
+    assert parsing.parse_tolerance("1d") == 86_400
+    with pytest.raises(ValueError, match="--tolerance"):
+        parsing.parse_tolerance("soon")
+
+
+# -- headers -------------------------------------------------------------------------------
+
+
+def test_header_flags_lowercase_names_and_keep_values() -> None:
+    headers = parsing.parse_headers(
+        [
+            "Webhook-Id: msg_1",
+            "webhook-timestamp:1700000000",
+            "webhook-signature:  v1,abc= v1,def=  ",
+        ]
+    )
+    assert headers == {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        # Spaces separate signatures; only the ends are trimmed.
+        "webhook-signature": "v1,abc= v1,def=",
+    }
+
+
+def test_header_value_may_contain_colons() -> None:
+    assert parsing.parse_header_line("x-at: 10:00:00") == ("x-at", "10:00:00")
+
+
+@pytest.mark.parametrize("line", ["webhook-id msg_1", ": value", "bad name: x"])
+def test_malformed_header_is_refused(line: str) -> None:
+    with pytest.raises(ValueError, match="header"):
+        parsing.parse_header_line(line)
+
+
+def test_headers_file_from_a_request_dump_stops_at_the_body() -> None:
+    dump = (
+        "POST /hook HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n"
+        "webhook-id: msg_1\r\n"
+        "Webhook-Timestamp: 1700000000\r\n"
+        "webhook-signature: v1,abc=\r\n"
+        "\r\n"
+        '{"type": "x: y"}\r\n'
+    )
+    assert parsing.parse_headers_text(dump) == {
+        "host": "127.0.0.1",
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": "v1,abc=",
+    }
+
+
+def test_headers_file_from_curl_verbose() -> None:
+    text = "> POST /hook HTTP/1.1\n> webhook-id: msg_1\n> webhook-timestamp: 1\n>\n"
+    assert parsing.parse_headers_text(text) == {"webhook-id": "msg_1", "webhook-timestamp": "1"}
+
+
+def test_headers_file_as_json_object() -> None:
+    text = json.dumps({"Webhook-Id": "msg_1", "webhook-timestamp": 1700000000})
+    assert parsing.parse_headers_text(text) == {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+    }
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "[1, 2]", "{nope"])
+def test_empty_or_bad_headers_file_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="header"):
+        parsing.parse_headers_text(text)
+
+
+# -- statuses, data, age ---------------------------------------------------------------------
+
+
+def test_statuses_split_commas_and_dedupe() -> None:
+    assert parsing.parse_statuses(["failed,exhausted", "Failed", " held "]) == [
+        "failed",
+        "exhausted",
+        "held",
+    ]
+    with pytest.raises(ValueError, match="one of pending"):
+        parsing.parse_statuses(["faild"])
+
+
+def test_data_json_errors_say_where() -> None:
+    assert parsing.parse_json_data('{"a": 1}', "--data") == {"a": 1}
+    with pytest.raises(ValueError, match="--data is not valid JSON"):
+        parsing.parse_json_data("{a: 1}", "--data")
+
+
+@pytest.mark.parametrize(
+    ("back", "shown"),
+    [
+        (timedelta(seconds=5), "5s"),
+        (timedelta(minutes=12), "12m"),
+        (timedelta(hours=3, minutes=5), "3h5m"),
+        (timedelta(hours=30), "30h"),
+        (timedelta(days=4), "4d"),
+        (timedelta(days=40), "40d"),
+        (timedelta(seconds=-3), "0s"),
+    ],
+)
+def test_age_like_kubectl(back: timedelta, shown: str) -> None:
+    stamp = (NOW - back).isoformat().replace("+00:00", "Z")
+    assert parsing.age(stamp, NOW) == shown
+
+
+# -- kubeconfig, credentials and the target ------------------------------------------------
+
+
+def kubeconfig(path: Path, user: dict[str, object], namespace: str | None = "team-a") -> Path:
+    context: dict[str, object] = {"cluster": "c", "user": "me"}
+    if namespace:
+        context["namespace"] = namespace
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "me", "user": user}],
+                "contexts": [{"name": "ctx", "context": context}],
+                "current-context": "ctx",
+            }
+        )
+    )
+    return path
+
+
+def test_token_and_namespace_from_the_current_context(tmp_path: Path) -> None:
+    config = load_kubeconfig(str(kubeconfig(tmp_path / "config", {"token": "abc"})))
+    assert config.namespace == "team-a"
+    assert token_from_user(config) == "abc"
+
+
+def test_token_file_is_relative_to_its_kubeconfig(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("from-file\n")
+    config = load_kubeconfig(str(kubeconfig(tmp_path / "config", {"tokenFile": "token"})))
+    assert token_from_user(config) == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("user", "how"),
+    [
+        ({"exec": {"command": "aws"}}, "an exec plugin"),
+        ({"client-certificate-data": "x", "client-key-data": "y"}, "a client certificate"),
+        ({}, "no credentials"),
+    ],
+)
+def test_users_without_a_token_are_told_how_to_get_one(
+    tmp_path: Path, user: dict[str, object], how: str
+) -> None:
+    config = load_kubeconfig(str(kubeconfig(tmp_path / "config", user)))
+    with pytest.raises(PluginError) as caught:
+        token_from_user(config)
+    assert how in caught.value.message
+    assert "--token" in caught.value.message
+    assert "WEBHOOK_OPERATOR_TOKEN" in caught.value.message
+    assert "kubectl create token" in caught.value.message
+    assert caught.value.code == Exit.DENIED
+
+
+def test_kubeconfig_lists_merge_first_wins(tmp_path: Path) -> None:
+    first = kubeconfig(tmp_path / "a", {"token": "first"}, namespace="one")
+    second = kubeconfig(tmp_path / "b", {"token": "second"}, namespace="two")
+    config = load_kubeconfig(f"{tmp_path / 'missing'}:{first}:{second}")
+    assert (config.namespace, token_from_user(config)) == ("one", "first")
+
+
+def test_playground_state_supplies_server_and_kubeconfig(tmp_path: Path) -> None:
+    config = kubeconfig(tmp_path / "dev-kubeconfig", {"token": "dev"}, namespace=None)
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"deliveryUrl": "http://127.0.0.1:9/", "kubeconfig": str(config)}))
+    target = Target(state_path=state, home_kubeconfig=tmp_path / "absent")
+    assert target.server[0] == "http://127.0.0.1:9"
+    assert "webhook-operator dev" in target.server[1]
+    assert target.kubeconfig_spec[0] == str(config)
+    assert (target.namespace, target.token) == ("default", "dev")
+
+
+def test_explicit_server_ignores_the_playground(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"deliveryUrl": "http://127.0.0.1:9", "kubeconfig": "/dev/x"}))
+    home = kubeconfig(tmp_path / "home", {"token": "home"})
+    target = Target(server_flag="http://svc:8080", state_path=state, home_kubeconfig=home)
+    assert target.server == ("http://svc:8080", "--server")
+    assert target.kubeconfig_spec[0] == str(home)
+    flagged = Target(namespace_flag="x", token_flag="t", state_path=state, home_kubeconfig=home)
+    assert (flagged.namespace, flagged.token) == ("x", "t")
+
+
+def test_no_server_anywhere_says_how_to_reach_one(tmp_path: Path) -> None:
+    target = Target(state_path=tmp_path / "none.json", home_kubeconfig=tmp_path / "absent")
+    with pytest.raises(PluginError) as caught:
+        _ = target.server
+    message = caught.value.message
+    assert "--server" in message
+    assert "WEBHOOK_OPERATOR_SERVER" in message
+    assert "port-forward svc/webhook-operator-delivery 8080" in message
+
+
+# -- the service's answers -----------------------------------------------------------------
+
+
+def answering(status: int, body: object) -> DeliveryClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == "Bearer tok"
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json=body)
+
+    return DeliveryClient("http://svc", "tok", transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (401, Exit.DENIED),
+        (403, Exit.DENIED),
+        (404, Exit.NOT_FOUND),
+        (400, Exit.USAGE),
+        (422, Exit.USAGE),
+        (500, Exit.SERVER),
+        (503, Exit.SERVER),
+    ],
+)
+def test_http_errors_map_to_exit_codes_with_the_service_message(status: int, code: Exit) -> None:
+    svc = answering(status, {"error": {"reason": "Forbidden", "message": "x may not list y"}})
+    with pytest.raises(PluginError) as caught:
+        svc.delivery("ns", "dlv_1")
+    assert caught.value.code == code
+    assert caught.value.message.startswith("x may not list y")
+
+
+def test_a_non_json_error_is_reported_plainly() -> None:
+    with pytest.raises(PluginError) as caught:
+        answering(502, "Bad Gateway\n<html>").ping("ns", "ep")
+    assert caught.value.code == Exit.SERVER
+    assert "HTTP 502" in caught.value.message
+    assert "Bad Gateway" in caught.value.message
+
+
+def test_names_cannot_change_the_route() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={})
+
+    svc = DeliveryClient("http://svc", "t", transport=httpx.MockTransport(handler))
+    svc.delivery("ns", "../endpoints/x?y")
+    assert seen == ["/v1/namespaces/ns/deliveries/..%2Fendpoints%2Fx%3Fy"]
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+def test_verify_reports_which_key_signed() -> None:
+    old, new = signing.generate_secret(), signing.generate_secret()
+    body = b'{"type":"invoice.paid"}'
+    stamp = int(time.time())
+    headers = signing.webhook_headers([signing.decode_secret(old)], "msg_1", stamp, body)
+    assert verify_with([old], headers, body, 300) == 1
+    assert verify_with([new, old], headers, body, 300) == 2
+    with pytest.raises(signing.InvalidSignature, match="no signature matched"):
+        verify_with([new], headers, body + b" ", 300)
+    with pytest.raises(signing.InvalidSecret):
+        verify_with(["whsec_short"], headers, body, 300)
