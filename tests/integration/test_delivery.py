@@ -681,3 +681,34 @@ def test_two_postgres_backed_services_deliver_each_event_once(
         for replica in replicas:
             replica.stop()
         drop_database(postgres_dsn, dsn)
+
+
+def test_endpoint_deleted_while_the_service_was_down_is_cancelled(
+    cluster: Cluster, namespace: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    svc = DeliveryProcess(
+        cluster.kubeconfig, tmp_path, f"sqlite:///{tmp_path / 'd.db'}", name="down"
+    )
+    svc.start()
+    try:
+        producer = setup_app(
+            cluster, namespace, receiver, endpoint("ep", receiver.url("/hook"), active=False)
+        )
+        emit(svc, namespace, producer)
+        assert deliveries(svc, namespace, producer, "ep", status="held")["items"]
+        svc.stop()
+        cluster.kubectl("delete", "whe", "ep", "-n", namespace)
+        svc.start()
+
+        def cancelled() -> bool:
+            page = httpx.get(
+                f"{svc.url}/v1/namespaces/{namespace}/apps/billing/deliveries",
+                headers=producer.headers,
+                params={"status": "cancelled"},
+                timeout=10,
+            ).json()
+            return len(page["items"]) == 1
+
+        eventually(cancelled, what="held delivery of the deleted endpoint cancelled")
+    finally:
+        svc.stop()

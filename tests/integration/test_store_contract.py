@@ -995,3 +995,11 @@ async def test_create_events_in_one_batch(store: Store) -> None:
     )
     assert results == [(first.id, 1, False), (second.id, 0, False), (first.id, 1, True)]
     assert len(await ids_of(store, DeliveryQuery(NS, app=APP))) == 1
+
+
+@contract
+async def test_endpoints_with_open_deliveries(store: Store) -> None:
+    await add(store, "ep-1", "ep-2")
+    assert sorted(await store.endpoints_with_open_deliveries()) == [(NS, "ep-1"), (NS, "ep-2")]
+    await store.cancel_endpoint(NS, "ep-1", NOW)
+    assert await store.endpoints_with_open_deliveries() == [(NS, "ep-2")]

@@ -209,6 +209,19 @@ class Service:
                 log.info("purged %d events older than the retention period", deleted)
             await asyncio.sleep(3600)
 
+    async def _cancel_for_deleted_endpoints(self) -> None:
+        """Endpoints deleted while this service was down never sent their deletion through
+        the watch; their queued deliveries are cancelled once the first listing is in."""
+        for namespace, endpoint in await self.store.endpoints_with_open_deliveries():
+            if (namespace, endpoint) not in self.registry.endpoints:
+                cancelled = await self.store.cancel_endpoint(namespace, endpoint, time.time())
+                log.info(
+                    "cancelled %d deliveries of deleted endpoint %s/%s",
+                    cancelled,
+                    namespace,
+                    endpoint,
+                )
+
     def ready(self) -> bool:
         return all(i.synced.is_set() for i in self.informers)
 
@@ -253,6 +266,7 @@ class Service:
         watch_tasks = [asyncio.create_task(i.run()) for i in self.informers]
         for informer in self.informers:
             await informer.synced.wait()
+        await self._cancel_for_deleted_endpoints()
         runner = web.AppRunner(Routes(self).app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.host, self.settings.port).start()

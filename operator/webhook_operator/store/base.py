@@ -195,6 +195,9 @@ class Store(Protocol):
     async def release_held(self, namespace: str, endpoint: str, now: float) -> int:
         """HELD deliveries of the endpoint become PENDING, due now (oldest id first)."""
 
+    async def endpoints_with_open_deliveries(self) -> list[tuple[str, str]]:
+        """(namespace, endpoint) of every endpoint with PENDING, FAILED or HELD deliveries."""
+
     async def cancel_endpoint(self, namespace: str, endpoint: str, now: float) -> int:
         """Open deliveries of a deleted endpoint become CANCELLED."""
 

@@ -175,6 +175,12 @@ WHERE namespace = %(namespace)s AND endpoint = %(endpoint)s
   AND status IN ('pending', 'failed', 'held')
 """
 
+# Endpoints that still have work queued: at start-up, those deleted meanwhile are cancelled.
+OPEN_ENDPOINTS: Final = """
+SELECT DISTINCT namespace, endpoint FROM deliveries
+WHERE status IN ('pending', 'failed', 'held')
+"""
+
 # -- endpoint state ---------------------------------------------------------------------
 
 # One attempt's outcome. The inserted row's consecutive_failures is 0 for a success and 1
@@ -477,6 +483,9 @@ class PostgresStore:
     async def release_held(self, namespace: str, endpoint: str, now: float) -> int:
         params = {"namespace": namespace, "endpoint": endpoint, "now": now}
         return await self._rowcount(RELEASE_HELD, params)
+
+    async def endpoints_with_open_deliveries(self) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in await self._fetchall(OPEN_ENDPOINTS, {})]
 
     async def cancel_endpoint(self, namespace: str, endpoint: str, now: float) -> int:
         params = {"namespace": namespace, "endpoint": endpoint, "now": now}

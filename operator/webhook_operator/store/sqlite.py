@@ -143,6 +143,12 @@ SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_unti
 WHERE namespace = :namespace AND endpoint = :endpoint AND status IN ('pending', 'failed', 'held')
 """
 
+# Endpoints that still have work queued: at start-up, those deleted meanwhile are cancelled.
+OPEN_ENDPOINTS: Final = """
+SELECT DISTINCT namespace, endpoint FROM deliveries
+WHERE status IN ('pending', 'failed', 'held')
+"""
+
 # -- endpoint state ---------------------------------------------------------------------
 
 BUMP_VERSION: Final = "UPDATE endpoint_state_version SET value = value + 1"
@@ -424,6 +430,9 @@ class SQLiteStore:
         params = {"namespace": namespace, "endpoint": endpoint, "now": now}
         with self._write() as conn:
             return conn.execute(RELEASE_HELD, params).rowcount
+
+    async def endpoints_with_open_deliveries(self) -> list[tuple[str, str]]:
+        return [(ns, ep) for ns, ep in self._conn.execute(OPEN_ENDPOINTS)]
 
     async def cancel_endpoint(self, namespace: str, endpoint: str, now: float) -> int:
         params = {"namespace": namespace, "endpoint": endpoint, "now": now}
