@@ -44,7 +44,7 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix operator tests bench
 
 crds: $(VENV)/.installed
-	$(BIN)/webhook-operator crds --output-dir crds
+	$(BIN)/webhook-operator crds --output-dir crds --reference docs/crd-reference.md
 	$(BIN)/python -m webhook_operator.devcluster.chart sync-crds
 
 # manifests/webhook-operator.yaml: the Helm chart rendered with its default values (a test

@@ -46,6 +46,9 @@ def crds(
     output_dir: Annotated[
         Path | None, typer.Option(help="Write one file per CRD here instead of to stdout.")
     ] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="Also write the Markdown CRD reference to this file.")
+    ] = None,
 ) -> None:
     """Print (or write) the CustomResourceDefinitions generated from the API models."""
     if output_dir is None:
@@ -53,6 +56,11 @@ def crds(
         return
     for path in crdgen.write(output_dir):
         console.print(f"wrote {path}")
+    if reference is not None:
+        from webhook_operator import crdreference
+
+        reference.write_text(crdreference.render())
+        console.print(f"wrote {reference}")
 
 
 @app.command()

@@ -50,3 +50,10 @@ def test_schema_is_structural(info: crdgen.KindInfo) -> None:
     text = yaml.safe_dump(crdgen.crd(info))
     for forbidden in ("$ref", "anyOf", "$defs", "title:", "additionalProperties: true"):
         assert forbidden not in text
+
+
+def test_crd_reference_is_current() -> None:
+    from webhook_operator import crdreference
+
+    path = CRD_DIR.parent / "docs" / "crd-reference.md"
+    assert path.read_text() == crdreference.render(), f"{path} is stale: run `make crds`"
