@@ -118,10 +118,11 @@ class LocalCluster:
         return self.info
 
     def stop(self, grace: float = 10.0) -> None:
+        # One at a time, last started first: an apiserver whose etcd is already gone waits
+        # out its whole grace period instead of shutting down in about a second.
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
-        for child in reversed(self.children):
             try:
                 child.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
