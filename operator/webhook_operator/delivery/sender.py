@@ -92,6 +92,7 @@ class Sender:
         self.policy = policy
         self._session: aiohttp.ClientSession | None = None
         self._max_connections = max_connections
+        self._refusals: dict[tuple[str, bool], str | None] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -112,6 +113,16 @@ class Sender:
             await self._session.close()
 
     def refusal(self, url: str, allow_plain_http: bool) -> str | None:
+        # The same few URLs are checked thousands of times a second; the answer only
+        # depends on the URL, the flag and the (fixed) policy.
+        key = (url, allow_plain_http)
+        if key not in self._refusals:
+            if len(self._refusals) > 10_000:
+                self._refusals.clear()
+            self._refusals[key] = self._check(url, allow_plain_http)
+        return self._refusals[key]
+
+    def _check(self, url: str, allow_plain_http: bool) -> str | None:
         reason = check_url(url, allow_plain_http)
         if reason:
             return reason
