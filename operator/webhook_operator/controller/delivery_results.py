@@ -27,6 +27,7 @@ from webhook_operator.timestamps import parse_ts
 
 log = logging.getLogger(__name__)
 STATS_PATH = "/internal/v1/endpoint-stats"
+FULL_RESYNC_SECONDS = 300.0
 
 
 def parse_record(record: dict[str, Any]) -> DeliveryState:
@@ -76,8 +77,12 @@ async def poll(ctx: Context, base_url: str, interval: float = 1.0) -> None:
     """Poll the delivery service until cancelled; failures back off and never stop it."""
     cursor = ""
     backoff = interval
+    last_full = asyncio.get_running_loop().time()
     async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
         while True:
+            if asyncio.get_running_loop().time() - last_full > FULL_RESYNC_SECONDS:
+                # A cursor from a store that was since replaced would hide every change.
+                cursor, last_full = "", asyncio.get_running_loop().time()
             headers = {}
             token = bearer_token(ctx)
             if token:
