@@ -1,4 +1,4 @@
-"""The throughput benchmark's pipeline in miniature, so the benchmark cannot rot."""
+"""The benchmarks' pipelines in miniature, so the benchmarks cannot rot."""
 
 from __future__ import annotations
 

@@ -1,0 +1,119 @@
+"""End-to-end latency (event POST sent -> receiver got the delivery) at a steady rate,
+through the real ingest API and one delivery-service process.
+
+    .venv/bin/python -m bench.delivery_latency --rate 200 --seconds 60 --endpoints 1
+    .venv/bin/python -m bench.delivery_latency --rate 200 --seconds 60 --endpoints 10
+    .venv/bin/python -m bench.delivery_latency --smoke
+
+Events are sent on a fixed schedule (open loop: a slow answer does not delay the next
+send). Traffic stays on 127.0.0.1; the run is bounded by --seconds."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from bench.harness import HERE, rss_mb, running
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def steady(url: str, token: str, rate: float, seconds: float) -> dict[str, float]:
+    """Send `rate` events per second for `seconds`; returns event id -> send time."""
+    body = json.dumps({"type": "bench.event", "data": {"x": "y" * 900}}).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sent: dict[str, float] = {}
+    total = int(rate * seconds)
+    async with aiohttp.ClientSession() as session:
+
+        async def one(at: float) -> None:
+            async with session.post(url, data=body, headers=headers) as response:
+                payload = await response.json()
+                if response.status != 202:
+                    raise RuntimeError(f"ingest answered {response.status}: {payload}")
+                sent[payload["eventId"]] = at
+
+        start = time.time()
+        tasks = []
+        for n in range(total):
+            at = start + n / rate
+            delay = at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(time.time())))
+        await asyncio.gather(*tasks)
+    return sent
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    with running(args.endpoints, args.store) as setup:
+        idle_rss = rss_mb(setup.delivery_pid)
+        sent = asyncio.run(steady(setup.ingest_url, setup.token, args.rate, args.seconds))
+        peak_rss = rss_mb(setup.delivery_pid)
+        expected = len(sent) * args.endpoints
+        deadline = time.time() + 60
+        arrivals: dict[str, list[float]] = {}
+        while time.time() < deadline:
+            arrivals = httpx.get(f"{setup.receiver}/arrivals", timeout=30).json()
+            if sum(len(v) for v in arrivals.values()) >= expected:
+                break
+            time.sleep(0.5)
+        latencies = [
+            (t - sent[event_id]) * 1000
+            for event_id, times in arrivals.items()
+            if event_id in sent
+            for t in times
+        ]
+        return {
+            "store": setup.store,
+            "endpoints": args.endpoints,
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "events": len(sent),
+            "deliveries_expected": expected,
+            "deliveries_received": len(latencies),
+            "p50_ms": round(percentile(latencies, 50), 2),
+            "p95_ms": round(percentile(latencies, 95), 2),
+            "p99_ms": round(percentile(latencies, 99), 2),
+            "max_ms": round(max(latencies), 2),
+            "rss_mb_idle": round(idle_rss, 1),
+            "rss_mb_end": round(peak_rss, 1),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--endpoints", type=int, default=1)
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rate, args.seconds = 50, 2
+    result = run(args)
+    print(json.dumps(result, indent=2))
+    if not args.smoke:
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = f"latency-{result['store']}-{args.endpoints}ep.json"
+        (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
+    if result["deliveries_received"] != result["deliveries_expected"]:
+        sys.exit(f"only {result['deliveries_received']} of {result['deliveries_expected']} arrived")
+
+
+if __name__ == "__main__":
+    main()
