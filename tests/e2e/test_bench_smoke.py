@@ -34,3 +34,9 @@ def test_latency_benchmark_smoke() -> None:
     figures = smoke("bench.delivery_latency")
     assert figures["deliveries_received"] == figures["deliveries_expected"] == 100
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+def test_operator_scale_benchmark_smoke() -> None:
+    figures = smoke("bench.operator_scale")
+    assert figures["ready"] == figures["endpoints"] == 20
+    assert figures["ratio_to_bare_client"] > 0

@@ -36,7 +36,8 @@ class ControllerSettings:
     lease_duration: int = 15
     probe_host: str = "0.0.0.0"
     probe_port: int = 8081
-    workers: int = 4
+    # Reconciles wait on the API, not the CPU: enough of them to keep requests in flight.
+    workers: int = 16
     status_interval: float = 2.0
     delivery_url: str | None = None  # the delivery service, for delivery results
     delivery_poll_interval: float = 1.0

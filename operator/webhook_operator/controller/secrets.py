@@ -134,22 +134,21 @@ async def ensure_generated(
     meta = endpoint["metadata"]
     namespace = meta["namespace"]
     name = generated_secret_name(meta["name"])
-    secret = cached or await kube.read_secret(namespace, name)
-    state = None
-    if secret is not None:
-        state = rotation.from_secret(
-            decoded_data(secret), _annotations(secret), _created(secret, now)
-        )
+    # The watch's view decides: a fresh endpoint (the common case) costs one create and
+    # no read. When the Secret exists after all (the watch lags), create answers 409 and
+    # the Secret is read once.
+    secret = cached
+    state = _state(secret, now)
     if secret is None or state is None:
-        # A fresh secret counts the current rotate-secret value as handled: creating is
-        # not a reason to rotate again.
-        state = rotation.SecretState(
-            current=generate_secret(), issued_at=now, handled_token=requested
-        )
-        version = secret["metadata"].get("resourceVersion") if secret else None
-        body = _body(endpoint, name, state, version)
-        await _write(kube, namespace, name, body, create=secret is None)
-        return _generated(name, state, rotation.plan(state, requested, policy, now), created=True)
+        try:
+            return await _create(kube, endpoint, name, secret, requested, policy, now)
+        except StaleView:
+            if secret is not None:
+                raise
+            secret = await kube.read_secret(namespace, name)
+            state = _state(secret, now)
+            if secret is None or state is None:
+                raise
 
     plan = rotation.plan(state, requested, policy, now)
     if plan.rotate:
@@ -160,6 +159,30 @@ async def ensure_generated(
         body = _body(endpoint, name, state, secret["metadata"].get("resourceVersion"))
         await _write(kube, namespace, name, body, create=False)
     return _generated(name, state, plan, rotated_why=plan.why if plan.rotate else "")
+
+
+def _state(secret: dict[str, Any] | None, now: datetime) -> rotation.SecretState | None:
+    if secret is None:
+        return None
+    return rotation.from_secret(decoded_data(secret), _annotations(secret), _created(secret, now))
+
+
+async def _create(
+    kube: Kube,
+    endpoint: dict[str, Any],
+    name: str,
+    existing: dict[str, Any] | None,
+    requested: str | None,
+    policy: rotation.Policy,
+    now: datetime,
+) -> SecretOutcome:
+    """A new secret (or a fresh value in a Secret that holds none). It counts the current
+    rotate-secret value as handled: creating is not a reason to rotate again."""
+    state = rotation.SecretState(current=generate_secret(), issued_at=now, handled_token=requested)
+    version = existing["metadata"].get("resourceVersion") if existing else None
+    body = _body(endpoint, name, state, version)
+    await _write(kube, endpoint["metadata"]["namespace"], name, body, create=existing is None)
+    return _generated(name, state, rotation.plan(state, requested, policy, now), created=True)
 
 
 def _generated(
