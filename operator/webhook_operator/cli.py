@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 
 from webhook_operator import __version__, crdgen
-from webhook_operator.devcluster import binaries as bins
-from webhook_operator.devcluster import cluster as cluster_mod
-from webhook_operator.devcluster import install
+
+# The local-tooling modules (devcluster) are imported inside their commands: the operator
+# and the delivery service start through this module too, and should not carry the
+# synchronous Kubernetes client they never use (about 30 MB resident).
 
 app = typer.Typer(
     help="Webhook delivery as Kubernetes custom resources.",
@@ -196,6 +197,8 @@ def delivery(
 def dev() -> None:
     """Start the local playground: control plane, operator, delivery service, a sample app
     and endpoint with a receiver that prints each delivery. Ctrl-C stops everything."""
+    from webhook_operator.devcluster import binaries as bins
+    from webhook_operator.devcluster import cluster as cluster_mod
     from webhook_operator.devcluster import playground
 
     console = Console(highlight=False)
@@ -212,6 +215,8 @@ def cluster_build(
     helm: Annotated[bool, typer.Option(help="Also build helm.")] = True,
 ) -> None:
     """Build (or find in the cache) the control-plane binaries, kubectl and helm."""
+    from webhook_operator.devcluster import binaries as bins
+
     try:
         found = bins.resolve(_progress)
         console.print(f"control plane: {found.origin}")
@@ -235,6 +240,10 @@ def cluster_up(
     ] = None,
 ) -> None:
     """Start a local control plane with the CRDs installed; Ctrl-C stops it."""
+    from webhook_operator.devcluster import binaries as bins
+    from webhook_operator.devcluster import cluster as cluster_mod
+    from webhook_operator.devcluster import install
+
     workdir = directory or Path(tempfile.mkdtemp(prefix="webhook-operator-cluster-"))
     try:
         found = bins.resolve(_progress)
