@@ -121,7 +121,7 @@ def test_default_chart_passes_server_side_dry_run(cluster: Cluster, namespace: s
     dry_run(cluster, stream)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def monitoring_crds(cluster: Cluster) -> Iterator[None]:
     """The Prometheus Operator's two kinds, as schemaless stand-ins, unless the cluster
     already has the real ones (then they are used and left alone). The chart's objects
@@ -168,7 +168,9 @@ def monitoring_crds(cluster: Cluster) -> Iterator[None]:
         yield
     finally:
         for name in created:
-            cluster.kubectl("delete", "crd", name, "--ignore-not-found", "--wait=false")
+            # Waits for the deletion: a CRD still Terminating looks present to whoever
+            # checks next, then vanishes under it.
+            cluster.kubectl("delete", "crd", name, "--ignore-not-found", "--timeout=60s")
 
 
 @pytest.mark.parametrize(
