@@ -3,23 +3,35 @@ bits, Crockford base32), so ids order by creation time and make natural cursors.
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+# Two base32 digits at a time: ids are made for every delivery, on the hot path.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+# Ids must be unique, not secret (they are sent to receivers); a seeded PRNG avoids a
+# system call per id.
+_random = random.Random(secrets.randbits(128))
+# A forked child must not repeat its parent's sequence.
+os.register_at_fork(after_in_child=lambda: _random.seed(secrets.randbits(128)))
+
+
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """`length` base32 digits of `value`, most significant first; `length` is even."""
+    pairs = []
+    for _ in range(length // 2):
+        pairs.append(_PAIRS[value & 1023])
+        value >>= 10
+    return "".join(reversed(pairs))
 
 
 def new_id(prefix: str, now: float | None = None) -> str:
     millis = int((time.time() if now is None else now) * 1000)
-    return f"{prefix}_{_encode(millis, 10)}{_encode(secrets.randbits(80), 16)}"
+    return f"{prefix}_{_encode(millis, 10)}{_encode(_random.getrandbits(80), 16)}"
 
 
 def event_id(now: float | None = None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 import secrets
@@ -70,7 +69,9 @@ def decode_secret(secret: str) -> bytes:
 
 def _digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    return hmac.new(key, signed, hashlib.sha256).digest()
+    # hmac.digest is the one-shot C path: several times cheaper than hmac.new(...).digest()
+    # on the delivery hot path.
+    return hmac.digest(key, signed, "sha256")
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:

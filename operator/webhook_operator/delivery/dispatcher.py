@@ -90,6 +90,7 @@ class Dispatcher:
     def forget_endpoint(self, key: NsName) -> None:
         self._buckets.pop(key, None)
         self._per_endpoint.pop(key, None)
+        self.metrics.forget(*key)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -231,11 +232,11 @@ class Dispatcher:
         outcome = classify(sent.http_status, sent.error)
         key = (item.namespace, item.endpoint)
         self.metrics.attempt_seconds.observe(sent.duration_ms / 1000)
-        self.metrics.attempts.labels(item.namespace, item.endpoint, outcome.value).inc()
+        self.metrics.count(self.metrics.attempts, item.namespace, item.endpoint, outcome.value)
         status, next_at, disable = DeliveryStatus.DELIVERED, None, None
         if outcome is Outcome.SUCCESS:
             self.metrics.latency_seconds.observe(max(time.time() - item.created_at, 0.0))
-            self.metrics.deliveries.labels(item.namespace, item.endpoint, "delivered").inc()
+            self.metrics.count(self.metrics.deliveries, item.namespace, item.endpoint, "delivered")
         elif outcome is Outcome.GONE:
             status, disable = DeliveryStatus.EXHAUSTED, GONE
         else:
@@ -253,7 +254,7 @@ class Dispatcher:
                 status = DeliveryStatus.FAILED
         if disable:
             self.disabled[key] = disable
-            self.metrics.deliveries.labels(item.namespace, item.endpoint, "exhausted").inc()
+            self.metrics.count(self.metrics.deliveries, item.namespace, item.endpoint, "exhausted")
             log.warning("endpoint %s/%s disabled: %s", item.namespace, item.endpoint, disable)
         return AttemptResult(
             delivery_id=item.delivery_id,

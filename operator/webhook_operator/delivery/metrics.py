@@ -4,6 +4,7 @@ several services in one process never collide."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,6 +14,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _children: dict[tuple[object, ...], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -67,3 +69,17 @@ class Metrics:
         self.disabled = Gauge(
             "webhook_endpoints_disabled", "Endpoints disabled automatically.", registry=r
         )
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        """Add one to a labelled counter. `labels()` validates and locks on every call;
+        the children are looked up here once per label set instead (hot path)."""
+        key = (id(counter), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
+
+    def forget(self, namespace: str, endpoint: str) -> None:
+        """Drop the cached children of a deleted endpoint."""
+        for key in [k for k in self._children if k[1:3] == (namespace, endpoint)]:
+            del self._children[key]

@@ -1,10 +1,10 @@
-"""One HTTP attempt to an endpoint, over aiohttp (measured 25x faster than httpx's own
-transport with many requests in flight on these machines), behind the SSRF guard.
+"""One HTTP attempt to an endpoint, behind the SSRF guard.
 
 The guard sits in the resolver: every address a host name resolves to is checked against
-the address policy, and aiohttp connects only to the addresses the resolver returned, so
-what was checked is what is connected to. Literal IP hosts never reach a resolver, so
-they are checked before the request. Redirects are not followed."""
+the address policy, and the client connects only to the addresses the resolver returned,
+so what was checked is what is connected to. Literal IP hosts are checked the same way.
+Redirects are not followed. The HTTP client is `http1.py`, chosen by measurement (see
+docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -13,39 +13,58 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
-
 from webhook_operator import __version__
+from webhook_operator.delivery.http1 import ConnectionPool, HttpError, Response
 from webhook_operator.url_policy import AddressPolicy, check_url
 
 USER_AGENT = f"webhook-operator/{__version__}"
 SNIPPET_BYTES = 1024
-READ_LIMIT = 64 * 1024
+DNS_TTL = 30.0
 
 
-class RefusedAddress(OSError):
+class RefusedAddress(HttpError):
     """The host resolved only to addresses the policy refuses."""
 
 
-class GuardedResolver(AbstractResolver):
+class GuardedResolver:
+    """Host name to the addresses the policy allows, answers kept for DNS_TTL seconds."""
+
     def __init__(self, policy: AddressPolicy) -> None:
         self.policy = policy
-        self.inner = DefaultResolver()
+        self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        answers = await self.inner.resolve(host, port, family)
+    async def __call__(self, host: str, port: int) -> list[str]:
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            return self._allowed(host, [host])
+        now = time.monotonic()
+        cached = self._cache.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except socket.gaierror as exc:
+            raise HttpError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+        found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        allowed = self._allowed(host, found)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[(host, port)] = (now + DNS_TTL, allowed)
+        return allowed
+
+    def _allowed(self, host: str, addresses: list[str]) -> list[str]:
         allowed, refused = [], []
-        for answer in answers:
-            reason = self.policy.check(ipaddress.ip_address(answer["host"]))
+        for address in addresses:
+            reason = self.policy.check(ipaddress.ip_address(address))
             if reason is None:
-                allowed.append(answer)
+                allowed.append(address)
             else:
                 refused.append(reason)
         if not allowed:
@@ -53,9 +72,6 @@ class GuardedResolver(AbstractResolver):
                 f"refused by the address policy: {host} resolves to {'; '.join(refused)}"
             )
         return allowed
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 @dataclass(frozen=True)
@@ -75,42 +91,14 @@ def _literal_ip(url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         return None
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, RefusedAddress):
-        return str(exc.os_error)
-    if isinstance(exc, RefusedAddress):
-        return str(exc)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate not trusted: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 class Sender:
-    def __init__(self, policy: AddressPolicy, max_connections: int = 1000) -> None:
+    def __init__(self, policy: AddressPolicy) -> None:
         self.policy = policy
-        self._session: aiohttp.ClientSession | None = None
-        self._max_connections = max_connections
+        self.pool = ConnectionPool(GuardedResolver(policy), USER_AGENT)
         self._refusals: dict[tuple[str, bool], str | None] = {}
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self.policy),
-                limit=self._max_connections,
-                limit_per_host=0,
-                ttl_dns_cache=30,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.pool.close()
 
     def refusal(self, url: str, allow_plain_http: bool) -> str | None:
         # The same few URLs are checked thousands of times a second; the answer only
@@ -146,33 +134,28 @@ class Sender:
         if refused:
             return SendResult(None, refused, None, 0.0)
         try:
-            async with self.session.post(
-                url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=time_limit),
-            ) as response:
-                data = await response.content.read(READ_LIMIT)
-                return SendResult(
-                    http_status=response.status,
-                    error=None if 200 <= response.status < 300 else _status_error(response),
-                    response_snippet=data[:SNIPPET_BYTES].decode("utf-8", "replace") or None,
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    retry_after=response.headers.get("Retry-After"),
-                )
+            response = await self.pool.post(url, headers, body, time_limit)
         except TimeoutError:
             error = f"timed out after {time_limit:g}s"
-        except (aiohttp.ClientError, OSError) as exc:
-            error = _describe(exc)
-        except asyncio.CancelledError:
-            raise
+        except HttpError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc.strerror or exc}"
+        else:
+            ok = 200 <= response.status < 300
+            return SendResult(
+                http_status=response.status,
+                error=None if ok else _status_error(response),
+                response_snippet=response.body[:SNIPPET_BYTES].decode("utf-8", "replace") or None,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                retry_after=response.headers.get("retry-after"),
+            )
         return SendResult(None, error, None, (time.perf_counter() - started) * 1000)
 
 
-def _status_error(response: Any) -> str:
+def _status_error(response: Response) -> str:
     text = f"{response.status} {response.reason or ''}".strip()
     if 300 <= response.status < 400:
-        location = response.headers.get("Location")
+        location = response.headers.get("location")
         return f"{text}: redirects are not followed" + (f" (to {location})" if location else "")
     return text

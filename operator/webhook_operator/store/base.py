@@ -77,6 +77,28 @@ class AttemptResult:
     disable_reason: str | None = None
 
 
+def endpoint_state_updates(results: list[AttemptResult]) -> list[AttemptResult]:
+    """The results whose endpoint-state update still matters, in order.
+
+    A success followed by another success of the same endpoint leaves nothing of its own
+    in the endpoint's state (times, status, error and failure count are all overwritten,
+    and successes never disable), so under load a batch of hundreds of successes becomes
+    one state write per endpoint. Failures are kept: each adds to the failure count."""
+    kept: list[AttemptResult | None] = []
+    last_success: dict[tuple[str, str], int] = {}
+    for result in results:
+        key = (result.namespace, result.endpoint)
+        if result.success:
+            earlier = last_success.get(key)
+            if earlier is not None:
+                kept[earlier] = None
+            last_success[key] = len(kept)
+        else:
+            last_success.pop(key, None)
+        kept.append(result)
+    return [r for r in kept if r is not None]
+
+
 @dataclass(frozen=True)
 class AttemptRow:
     attempt: int

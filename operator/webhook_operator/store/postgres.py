@@ -37,6 +37,7 @@ from webhook_operator.store.base import (
     NewDelivery,
     NewEvent,
     QueueStats,
+    endpoint_state_updates,
 )
 from webhook_operator.store.sqlite import (
     STATE_COUNT_KEYS,
@@ -469,7 +470,8 @@ class PostgresStore:
             await cur.executemany(INSERT_ATTEMPT, [attempt_params(r) for r in kept])
             await cur.execute(LOCK_VERSIONS)
             await cur.executemany(
-                RECORD_ATTEMPT_STATE, [attempt_state_params(r, now) for r in kept]
+                RECORD_ATTEMPT_STATE,
+                [attempt_state_params(r, now) for r in endpoint_state_updates(kept)],
             )
 
     async def defer(self, delivery_ids: list[str], owner: str, until: float) -> None:

@@ -30,6 +30,7 @@ from webhook_operator.store.base import (
     NewDelivery,
     NewEvent,
     QueueStats,
+    endpoint_state_updates,
 )
 
 BUSY_TIMEOUT_MS: Final = 5000
@@ -408,11 +409,18 @@ class SQLiteStore:
         if not results:
             return
         with self._write() as conn:
-            for result in results:
-                if conn.execute(FINISH_DELIVERY, finish_params(result, now)).rowcount:
-                    conn.execute(INSERT_ATTEMPT, attempt_params(result))
-                    conn.execute(BUMP_VERSION)
-                    conn.execute(RECORD_ATTEMPT_STATE, attempt_state_params(result, now))
+            kept = [
+                r for r in results if conn.execute(FINISH_DELIVERY, finish_params(r, now)).rowcount
+            ]
+            if not kept:
+                return
+            conn.executemany(INSERT_ATTEMPT, [attempt_params(r) for r in kept])
+            # One version for the whole batch: readers see the transaction whole or not at all.
+            conn.execute(BUMP_VERSION)
+            conn.executemany(
+                RECORD_ATTEMPT_STATE,
+                [attempt_state_params(r, now) for r in endpoint_state_updates(kept)],
+            )
 
     async def defer(self, delivery_ids: list[str], owner: str, until: float) -> None:
         if not delivery_ids:

@@ -1,0 +1,341 @@
+"""A small HTTP/1.1 client made for deliveries: POST a body, read the status, a few headers
+and the start of the answer, keep the connection for the next delivery.
+
+Why not aiohttp's client: the delivery service spends most of its time sending, and on
+these machines aiohttp costs about 230 microseconds of CPU per request where this client,
+an asyncio protocol with llhttp (httptools) parsing the answer, costs about 75 (see
+docs/benchmarks.md). The features a webhook sender needs are few: keep-alive pools per
+origin, TLS with the system's trust store, a total time limit, no redirects, no
+decompression, and connecting only to addresses the caller's resolver approved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import quote, urlsplit
+
+import httptools
+
+READ_LIMIT = 64 * 1024
+# A reused connection the receiver had already closed fails before any answer arrives;
+# such a request is sent again once, on a new connection.
+_STALE = "stale"
+
+
+class HttpError(Exception):
+    """Why no answer was received; the message is meant for a person."""
+
+
+class ConnectError(HttpError):
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot connect to {host}:{port}: {reason}")
+
+
+class CertificateError(HttpError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"TLS certificate not trusted: {reason}")
+
+
+class InvalidRequest(HttpError):
+    pass
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    reason: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes  # at most READ_LIMIT bytes of the answer
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a URL becomes once, instead of on every request."""
+
+    tls: bool
+    host: str
+    port: int
+    head: str  # the request line and Host header
+
+    @property
+    def origin(self) -> tuple[bool, str, int]:
+        return (self.tls, self.host, self.port)
+
+
+def parse_target(url: str) -> Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"not an http(s) URL: {url}")
+    tls = parts.scheme == "https"
+    default = 443 if tls else 80
+    try:
+        port = parts.port or default
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid port in {url}: {exc}") from None
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    authority = shown if port == default else f"{shown}:{port}"
+    # Non-ASCII or spaces in a path would break the request line; percent-encode them and
+    # leave what is already encoded as it is.
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    if parts.query:
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    return Target(tls, host, port, f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n")
+
+
+def _check_header(name: str, value: str) -> None:
+    if any(c in name for c in "\r\n:\0 ") or any(c in value for c in "\r\n\0"):
+        raise InvalidRequest(f"header {name!r} has a character not allowed in HTTP headers")
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._waiter: asyncio.Future[Response | str] | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._reason = ""
+        self._headers: dict[str, str] = {}
+        self._header_name = b""
+        self._body = bytearray()
+        self._headers_done = False
+        self._answered = False
+        self.keep_alive = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._parser is None:  # bytes nobody asked for: the connection is unusable
+            self.close()
+            return
+        self._answered = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(HttpError("the receiver switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(HttpError(f"invalid HTTP response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._headers_done and self._parser is not None:
+            # An answer without Content-Length ends when the connection does.
+            self._finish()
+        elif not self._answered:
+            waiter.set_result(_STALE)
+        else:
+            self._fail(HttpError("the receiver closed the connection in the middle of its answer"))
+
+    # -- httptools callbacks -----------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        room = READ_LIMIT - len(self._body)
+        self._body += body[:room]
+        if len(body) > room:
+            # Enough has been read to report; the rest is not waited for.
+            self.keep_alive = False
+            self._finish()
+            self.close()
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        if parser is None:  # the answer was already reported (it was too long)
+            return
+        if 100 <= parser.get_status_code() < 200:  # informational; the real answer follows
+            self._reason, self._headers, self._headers_done = "", {}, False
+            return
+        self.keep_alive = parser.should_keep_alive()
+        self._finish()
+
+    # -- use ---------------------------------------------------------------------------
+
+    def exchange(self, request: bytes) -> asyncio.Future[Response | str]:
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._parser = httptools.HttpResponseParser(self)
+        self._reason, self._headers, self._body = "", {}, bytearray()
+        self._headers_done = self._answered = self.keep_alive = False
+        self.transport.write(request)
+        return self._waiter
+
+    def _finish(self) -> None:
+        waiter, parser = self._waiter, self._parser
+        if waiter is None or waiter.done() or parser is None:
+            return
+        self._parser = None
+        waiter.set_result(
+            Response(parser.get_status_code(), self._reason, self._headers, bytes(self._body))
+        )
+
+    def _fail(self, exc: Exception) -> None:
+        self._parser = None
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+class ConnectionPool:
+    """Keep-alive connections per origin (scheme, host, port)."""
+
+    def __init__(
+        self,
+        resolve: Resolve,
+        user_agent: str,
+        ssl_context: ssl.SSLContext | None = None,
+        idle_seconds: float = 30.0,
+        max_idle_per_origin: int = 256,
+    ) -> None:
+        self._resolve = resolve
+        self._user_agent = user_agent
+        self._ssl = ssl_context or ssl.create_default_context()
+        self._idle_seconds = idle_seconds
+        self._max_idle = max_idle_per_origin
+        self._idle: dict[tuple[bool, str, int], collections.deque[_Connection]] = {}
+        self._targets: dict[str, Target] = {}
+        self._last_sweep = time.monotonic()
+
+    def target(self, url: str) -> Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) > 10_000:
+                self._targets.clear()
+            target = self._targets[url] = parse_target(url)
+        return target
+
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes, time_limit: float
+    ) -> Response:
+        """Raises HttpError, or TimeoutError when `time_limit` seconds pass first."""
+        target = self.target(url)
+        request = self._encode(target, headers, body)
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(time_limit):
+                conn = self._reuse(target.origin)
+                if conn is not None:
+                    answer = await conn.exchange(request)
+                    if answer == _STALE:
+                        conn = None
+                if conn is None:
+                    conn = await self._connect(target)
+                    answer = await conn.exchange(request)
+                    if answer == _STALE:
+                        raise HttpError("the receiver closed the connection without answering")
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        assert isinstance(answer, Response)
+        self._release(target.origin, conn)
+        return answer
+
+    def _encode(self, target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
+        lines = [target.head, f"User-Agent: {self._user_agent}\r\n"]
+        for name, value in headers.items():
+            _check_header(name, value)
+            lines.append(f"{name}: {value}\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        try:
+            return "".join(lines).encode("latin-1") + body
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest(f"header values must be Latin-1 text: {exc}") from None
+
+    def _reuse(self, origin: tuple[bool, str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()  # the most recently used is the least likely to be stale
+            if not conn.closed and now - conn.idle_since < self._idle_seconds:
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, origin: tuple[bool, str, int], conn: _Connection) -> None:
+        if conn.closed or not conn.keep_alive:
+            conn.close()
+            return
+        idle = self._idle.setdefault(origin, collections.deque())
+        if len(idle) >= self._max_idle:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+        if conn.idle_since - self._last_sweep > self._idle_seconds:
+            self._sweep(conn.idle_since)
+
+    def _sweep(self, now: float) -> None:
+        """Close connections idle too long, so receivers no longer sent to are let go."""
+        self._last_sweep = now
+        for origin in list(self._idle):
+            fresh = self._idle_seconds
+            keep = collections.deque(
+                c for c in self._idle[origin] if not c.closed and now - c.idle_since < fresh
+            )
+            for conn in self._idle[origin]:
+                if conn not in keep:
+                    conn.close()
+            if keep:
+                self._idle[origin] = keep
+            else:
+                del self._idle[origin]
+
+    async def _connect(self, target: Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        addresses = await self._resolve(target.host, target.port)
+        reason = "no address to connect to"
+        for address in addresses:
+            try:
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    address,
+                    target.port,
+                    ssl=self._ssl if target.tls else None,
+                    server_hostname=target.host if target.tls else None,
+                )
+                return conn
+            except ssl.SSLCertVerificationError as exc:
+                raise CertificateError(exc.verify_message or str(exc)) from None
+            except ssl.SSLError as exc:
+                raise HttpError(f"TLS handshake failed: {exc.reason or exc}") from None
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+        raise ConnectError(target.host, target.port, reason)
+
+    async def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
