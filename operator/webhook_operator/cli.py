@@ -85,8 +85,12 @@ def controller(
     probe_port: Annotated[int, typer.Option(help="Port of /healthz and /readyz.")] = 8081,
     probe_host: Annotated[str, typer.Option(help="Address the probes listen on.")] = "0.0.0.0",
     status_interval: Annotated[
-        float, typer.Option(help="Minimum seconds between two status writes of one object.")
-    ] = 2.0,
+        float,
+        typer.Option(
+            help="Minimum seconds between two status writes of one object for delivery "
+            "results (health, counts, times); spec changes and conditions are written at once."
+        ),
+    ] = 10.0,
     delivery_url: Annotated[
         str | None,
         typer.Option(

@@ -38,7 +38,7 @@ class ControllerSettings:
     probe_port: int = 8081
     # Reconciles wait on the API, not the CPU: enough of them to keep requests in flight.
     workers: int = 16
-    status_interval: float = 2.0
+    status_interval: float = 10.0
     delivery_url: str | None = None  # the delivery service, for delivery results
     delivery_poll_interval: float = 1.0
 
