@@ -112,6 +112,10 @@ class TokenBucket:
         self._tokens -= 1
         return wait
 
+    def cancel(self) -> None:
+        """Give back the slot the last `reserve` booked (its delivery will not be sent)."""
+        self._tokens = min(self._burst, self._tokens + 1)
+
     def slow_down(self, now: float, factor: float = 0.5, min_rate: float = 0.5) -> float:
         """Lower the effective rate after a 429; returns the new effective rate."""
         if not 0 < factor <= 1:

@@ -294,3 +294,11 @@ def test_reconfigure_validates() -> None:
     with pytest.raises(ValueError, match="burst must be"):
         bucket.reconfigure(rate=1, burst=0)
     assert (bucket.rate, bucket.burst) == (1.0, 1.0)
+
+
+def test_a_cancelled_reservation_gives_its_slot_to_the_next_one() -> None:
+    bucket = TokenBucket(rate=10, burst=1)
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.reserve(0.0) == pytest.approx(0.1)
+    bucket.cancel()  # that delivery went back to the store instead
+    assert bucket.reserve(0.0) == pytest.approx(0.1)

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 EXHAUSTED = "RetriesExhausted"
 GONE = "Gone"
 NsName = tuple[str, str]
+# Rate-limited deliveries due within this many seconds wait in memory for their slot.
+RATE_HORIZON = 1.0
 
 
 @dataclass
@@ -53,11 +55,11 @@ class Dispatcher:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _slots: asyncio.Semaphore | None = None
     _per_endpoint: dict[NsName, asyncio.Semaphore] = field(default_factory=dict)
-    _buckets: dict[NsName, TokenBucket] = field(default_factory=dict)
+    _buckets: dict[NsName, tuple[TokenBucket, TokenBucket]] = field(default_factory=dict)
     _results: list[AttemptResult] = field(default_factory=list)
     _flush_now: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _slots_booked: dict[str, float] = field(default_factory=dict)
+    _deferred_tail: dict[NsName, float] = field(default_factory=dict)
     draining: bool = False
 
     def wake(self) -> None:
@@ -65,18 +67,26 @@ class Dispatcher:
 
     # -- endpoint state --------------------------------------------------------------------
 
-    def bucket(self, config: EndpointConfig) -> TokenBucket | None:
+    def bucket(self, config: EndpointConfig, plan: bool = False) -> TokenBucket | None:
+        """The endpoint's rate limiter: `plan` books turns when deliveries are claimed (to
+        decide what waits in memory and what goes back to the store), the other one admits
+        each request when it is about to be sent. Two, because a busy event loop wakes
+        sleepers late: admitting at send time keeps them spaced instead of bunched."""
         key = (config.namespace, config.name)
         if config.rate is None:
             self._buckets.pop(key, None)
             return None
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = TokenBucket(config.rate, config.burst or int(config.rate))
-            self._buckets[key] = bucket
-        elif (bucket.rate, bucket.burst) != (config.rate, config.burst or int(config.rate)):
-            bucket.reconfigure(config.rate, config.burst or int(config.rate))
-        return bucket
+        burst = config.burst or int(config.rate)
+        pair = self._buckets.get(key)
+        if pair is None:
+            pair = self._buckets[key] = (
+                TokenBucket(config.rate, burst),
+                TokenBucket(config.rate, burst),
+            )
+        elif (pair[0].rate, pair[0].burst) != (config.rate, burst):
+            for bucket in pair:
+                bucket.reconfigure(config.rate, burst)
+        return pair[0] if plan else pair[1]
 
     def semaphore(self, config: EndpointConfig) -> asyncio.Semaphore:
         key = (config.namespace, config.name)
@@ -90,6 +100,7 @@ class Dispatcher:
     def forget_endpoint(self, key: NsName) -> None:
         self._buckets.pop(key, None)
         self._per_endpoint.pop(key, None)
+        self._deferred_tail.pop(key, None)
         self.metrics.forget(*key)
 
     # -- the loop --------------------------------------------------------------------------
@@ -153,8 +164,8 @@ class Dispatcher:
             ):
                 defers[round(now + 0.5, 3)].append(item.delivery_id)
                 continue
-            delay = self._rate_delay(item.delivery_id, config, now)
-            if delay > 0.05:
+            delay = self._pace(key, config, now)
+            if delay > RATE_HORIZON:
                 defers[round(now + delay, 3)].append(item.delivery_id)
                 continue
             await self._slots.acquire()
@@ -168,25 +179,39 @@ class Dispatcher:
         for namespace, endpoint in gone:
             await self.store.cancel_endpoint(namespace, endpoint, now)
 
-    def _rate_delay(self, delivery_id: str, config: EndpointConfig, now: float) -> float:
-        """Seconds until this delivery's rate-limit slot. A delivery deferred to its slot
-        keeps it when claimed again, instead of booking a second one."""
-        slot = self._slots_booked.pop(delivery_id, None)
-        if slot is None:
-            bucket = self.bucket(config)
-            if bucket is None:
-                return 0.0
-            slot = now + bucket.reserve(now)
-        delay = slot - now
-        if delay > 0.05:
-            self._slots_booked[delivery_id] = slot
-        return max(delay, 0.0)
+    def _pace(self, key: NsName, config: EndpointConfig, now: float) -> float:
+        """Seconds until this delivery's turn under the endpoint's rate limit.
+
+        A turn within RATE_HORIZON is waited for in memory. A later one is not kept: the
+        delivery goes back to the store until about then and takes a turn when claimed
+        again. (Booking far ahead and parking deliveries in the store would let their
+        turns pass while a backlog is claimed first, then send them all at once.)"""
+        plan = self.bucket(config, plan=True)
+        if plan is None:
+            return 0.0
+        delay = plan.reserve(now)
+        if delay <= RATE_HORIZON:
+            return delay
+        plan.cancel()
+        # Deliveries sent back are spread at the endpoint's rate, so they return about
+        # when their turn comes instead of all together.
+        tail = max(self._deferred_tail.get(key, 0.0), now + delay)
+        self._deferred_tail[key] = tail + 1 / plan.current_rate
+        return tail - now
+
+    async def _admit(self, config: EndpointConfig) -> None:
+        gate = self.bucket(config)
+        if gate is not None:
+            wait = gate.reserve(time.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     async def _attempt(self, item: Claimed, config: EndpointConfig, delay: float) -> None:
         assert self._slots is not None
         try:
             if delay > 0:
                 await asyncio.sleep(delay)
+            await self._admit(config)
             async with self.semaphore(config):
                 result = await self._send(item, config)
             self._results.append(result)
@@ -241,9 +266,10 @@ class Dispatcher:
             status, disable = DeliveryStatus.EXHAUSTED, GONE
         else:
             if sent.http_status == 429:
-                bucket = self.bucket(config)
-                if bucket:
-                    bucket.slow_down(time.time())
+                for plan in (True, False):
+                    bucket = self.bucket(config, plan)
+                    if bucket:
+                        bucket.slow_down(time.time())
             retry_after = None
             if sent.http_status in (429, 503):
                 retry_after = parse_retry_after(sent.retry_after, time.time())
