@@ -38,6 +38,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	cd tests/controlplane && test -z "$$(gofmt -l .)"
+	cd bench/receiver_go && test -z "$$(gofmt -l .)" && go vet .
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format operator tests bench

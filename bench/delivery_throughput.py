@@ -1,18 +1,22 @@
-"""Delivery throughput of one delivery-service process: events posted through the real
-ingest API (with a real token, checked by TokenReview/SubjectAccessReview), delivered to a
-local receiver, on the real local control plane.
+"""Delivery throughput, saturated: events posted through the real ingest API (with a real
+ServiceAccount token, checked by TokenReview/SubjectAccessReview), delivered signed to the
+compiled local receiver, on the real local control plane. In the same run, the ceiling:
+bare client loops (no storage, no queue) against the same receiver, and the receiver's
+own capacity; `ratio_to_ceiling` is the pipeline's rate over the fastest bare loop.
 
-    .venv/bin/python -m bench.delivery_throughput --events 5000 --endpoints 1
-    .venv/bin/python -m bench.delivery_throughput --events 1000 --endpoints 10
-    .venv/bin/python -m bench.delivery_throughput --store postgresql://... (an empty database)
+    .venv/bin/python -m bench.delivery_throughput --events 10000 --endpoints 1
+    .venv/bin/python -m bench.delivery_throughput --events 2000 --endpoints 10
+    .venv/bin/python -m bench.delivery_throughput --store postgresql://... --processes 2
     .venv/bin/python -m bench.delivery_throughput --smoke          (tiny, for CI)
 
-Traffic stays on 127.0.0.1; the loop is bounded by --events and --timeout."""
+With several processes (PostgreSQL only) the events are posted to them in turn. Traffic
+stays on 127.0.0.1; the loop is bounded by --events and --timeout."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -21,68 +25,121 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from bench import ceiling, go_receiver
 from bench.harness import HERE, rss_mb, running
 
+# What each ceiling loop sends in a full run (httpx is slow at this concurrency; fewer
+# requests keep its run short without changing its rate).
+CEILING_DELIVERIES = {"http1": 10_000, "aiohttp": 10_000, "httpx": 2_000}
+CEILING_CONCURRENCY = 50
 
-async def post_events(url: str, token: str, events: int, concurrency: int) -> float:
-    body = json.dumps({"type": "bench.event", "data": {"x": "y" * 900}}).encode()  # ~1 KB
+
+async def post_events(url: str | list[str], token: str, events: int, concurrency: int) -> float:
+    """POST `events` ~1 KB events, `concurrency` in flight, to one ingest URL or to several
+    in turn; returns the seconds taken."""
+    urls = itertools.cycle([url] if isinstance(url, str) else url)
+    body = json.dumps({"type": "bench.event", "data": {"x": "y" * 900}}).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     sem = asyncio.Semaphore(concurrency)
     started = time.time()
     async with aiohttp.ClientSession() as session:
 
-        async def one() -> None:
-            async with sem, session.post(url, data=body, headers=headers) as response:
+        async def one(target: str) -> None:
+            async with sem, session.post(target, data=body, headers=headers) as response:
                 if response.status != 202:
                     raise RuntimeError(
                         f"ingest answered {response.status}: {await response.text()}"
                     )
 
-        await asyncio.gather(*(one() for _ in range(events)))
+        await asyncio.gather(*(one(next(urls)) for _ in range(events)))
     return time.time() - started
 
 
+def measure_ceilings(receiver: str, scale: float) -> dict[str, dict[str, object]]:
+    return {
+        client: ceiling.measure(receiver, max(int(count * scale), 50), CEILING_CONCURRENCY, client)
+        for client, count in CEILING_DELIVERIES.items()
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
-    with running(args.endpoints, args.store, args.settle) as setup:
-        idle_rss = rss_mb(setup.delivery_pid)
+    with running(args.endpoints, args.store, args.settle, processes=args.processes) as setup:
+        pids = setup.delivery_pids
+        idle_rss = max(rss_mb(pid) for pid in pids)
         expected = args.events * args.endpoints
+        receiver_cpu = go_receiver.cpu_seconds(setup.receiver_pid)
         started = time.time()
         post_seconds = asyncio.run(
-            post_events(setup.ingest_url, setup.token, args.events, args.concurrency)
+            post_events(setup.ingest_urls, setup.token, args.events, args.concurrency)
         )
-        peak_rss = rss_mb(setup.delivery_pid)
+        peak_rss = max(rss_mb(pid) for pid in pids)
         deadline = started + args.timeout
         stats: dict[str, float] = {"count": 0}
         while time.time() < deadline:
             stats = httpx.get(f"{setup.receiver}/stats", timeout=5).json()
-            peak_rss = max(peak_rss, rss_mb(setup.delivery_pid))
+            peak_rss = max(peak_rss, *(rss_mb(pid) for pid in pids))
             if stats["count"] >= expected:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         elapsed = (stats.get("last") or time.time()) - started
-        return {
-            "store": setup.store,
-            "events": args.events,
-            "endpoints": args.endpoints,
-            "deliveries_expected": expected,
-            "deliveries_received": int(stats["count"]),
-            "seconds": round(elapsed, 3),
-            "deliveries_per_second": round(stats["count"] / elapsed, 1) if elapsed > 0 else 0,
-            "ingest_seconds": round(post_seconds, 3),
-            "events_per_second_ingest": round(args.events / post_seconds, 1),
-            "rss_mb_idle": round(idle_rss, 1),
-            "rss_mb_peak": round(peak_rss, 1),
-        }
+        receiver_cpu = go_receiver.cpu_seconds(setup.receiver_pid) - receiver_cpu
+        rate = stats["count"] / elapsed if elapsed > 0 else 0.0
+        # The ceiling in the same run: same machine state, same receiver process.
+        ceilings = measure_ceilings(setup.receiver, 0.02 if args.smoke else 1.0)
+    fastest = max(float(str(c["deliveries_per_second"])) for c in ceilings.values())
+    capacity = go_receiver.selftest(2_000 if args.smoke else 50_000)
+    return {
+        "store": setup.store,
+        "processes": args.processes,
+        "events": args.events,
+        "endpoints": args.endpoints,
+        "deliveries_expected": expected,
+        "deliveries_received": int(stats["count"]),
+        "seconds": round(elapsed, 3),
+        "deliveries_per_second": round(rate, 1),
+        "ingest_seconds": round(post_seconds, 3),
+        "events_per_second_ingest": round(args.events / post_seconds, 1),
+        "rss_mb_idle": round(idle_rss, 1),
+        "rss_mb_peak": round(peak_rss, 1),
+        "ceiling": ceilings,
+        "ratio_to_ceiling": round(rate / fastest, 3) if fastest else 0.0,
+        "receiver_cpu_share": round(receiver_cpu / elapsed, 3) if elapsed > 0 else 0.0,
+        "receiver_capacity_per_second": round(capacity["requests_per_sec"], 1),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def table(result: dict[str, object]) -> str:
+    ceilings = result["ceiling"]
+    assert isinstance(ceilings, dict)
+    rows = [
+        ("store / processes", f"{result['store']} / {result['processes']}"),
+        ("endpoints per event", str(result["endpoints"])),
+        ("deliveries", f"{result['deliveries_received']:,} of {result['deliveries_expected']:,}"),
+        ("deliveries/s", f"{result['deliveries_per_second']:,}"),
+        ("ingest events/s", f"{result['events_per_second_ingest']:,}"),
+        *(
+            (f"ceiling {name} (bare loop)", f"{c['deliveries_per_second']:,}/s")
+            for name, c in ceilings.items()
+        ),
+        ("ratio to the fastest ceiling", str(result["ratio_to_ceiling"])),
+        ("receiver capacity (self-test)", f"{result['receiver_capacity_per_second']:,}/s"),
+        ("receiver CPU during the run", f"{100 * float(str(result['receiver_cpu_share'])):.0f}%"),
+        ("delivery RSS idle / peak", f"{result['rss_mb_idle']} / {result['rss_mb_peak']} MB"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--store", default=None)
+    parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
@@ -91,10 +148,11 @@ def main() -> None:
     if args.smoke:
         args.events, args.timeout = 50, 60
     result = run(args)
+    print(table(result), file=sys.stderr)
     print(json.dumps(result, indent=2))
     if not args.smoke:
         args.out.mkdir(parents=True, exist_ok=True)
-        name = f"throughput-{result['store']}-{args.endpoints}ep.json"
+        name = f"throughput-{result['store']}-{args.processes}p-{args.endpoints}ep.json"
         (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
     if result["deliveries_received"] != result["deliveries_expected"]:
         sys.exit(f"only {result['deliveries_received']} of {result['deliveries_expected']} arrived")

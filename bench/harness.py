@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import go_receiver
 from webhook_operator.devcluster import LocalCluster, install_crds, resolve
 from webhook_operator.devcluster.binaries import kubectl_binary
 from webhook_operator.devcluster.cluster import free_port
@@ -33,6 +34,10 @@ class Setup:
     token: str
     delivery_pid: int
     store: str
+    receiver_pid: int
+    kubeconfig: Path  # admin kubeconfig of the local cluster, to change objects mid-run
+    ingest_urls: list[str]  # one per delivery-service process
+    delivery_pids: list[int]
 
 
 def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> None:
@@ -45,7 +50,9 @@ def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> None:
     )
 
 
-def _objects(endpoints: int, receiver: str) -> list[dict[str, object]]:
+def _objects(
+    endpoints: int, receiver: str, spec: dict[str, object] | None = None
+) -> list[dict[str, object]]:
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     objs: list[dict[str, object]] = [
         {
@@ -74,10 +81,21 @@ def _objects(endpoints: int, receiver: str) -> list[dict[str, object]]:
                     "events": ["*"],
                     "maxConcurrency": 100,
                     "secretRef": {"name": "bench-secret"},
+                    **(spec or {}),
                 },
             }
         )
     return objs
+
+
+def _wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the delivery service at {base} was not ready within {timeout:g}s")
 
 
 def rss_mb(pid: int) -> float:
@@ -88,47 +106,63 @@ def rss_mb(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def running(endpoints: int, store: str | None = None, settle: float = 2.0) -> Iterator[Setup]:
+def running(
+    endpoints: int,
+    store: str | None = None,
+    settle: float = 2.0,
+    spec: dict[str, object] | None = None,  # merged into every endpoint's spec
+    processes: int = 1,  # delivery-service processes sharing the store (PostgreSQL)
+) -> Iterator[Setup]:
     work = Path(tempfile.mkdtemp(prefix="wo-bench-"))
     cluster = LocalCluster(workdir=work / "cluster", binaries=resolve())
     info = cluster.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         install_crds(info.kubeconfig)
-        rport, dport = free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "receiver.py"), str(rport)]))
+        rport = free_port()
+        receiver_proc = go_receiver.start(rport)
+        procs.append(receiver_proc)
         store = store or f"sqlite:///{work / 'bench.db'}"
-        with (work / "delivery.log").open("wb") as log:
-            delivery = subprocess.Popen(
-                [
-                    str(BIN / "webhook-operator"),
-                    "delivery",
-                    f"--kubeconfig={info.kubeconfig}",
-                    f"--store={store}",
-                    f"--listen=127.0.0.1:{dport}",
-                    "--allow-cidr=127.0.0.1/32",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        procs.append(delivery)
+        if processes > 1 and not store.startswith("postgres"):
+            raise ValueError("several delivery processes need a PostgreSQL store")
+        bases: list[str] = []
+        deliveries: list[subprocess.Popen[bytes]] = []
+        for n in range(processes):
+            dport = free_port()
+            with (work / f"delivery-{n}.log").open("wb") as log:
+                deliveries.append(
+                    subprocess.Popen(
+                        [
+                            str(BIN / "webhook-operator"),
+                            "delivery",
+                            f"--kubeconfig={info.kubeconfig}",
+                            f"--store={store}",
+                            f"--listen=127.0.0.1:{dport}",
+                            "--allow-cidr=127.0.0.1/32",
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            bases.append(f"http://127.0.0.1:{dport}")
+        procs.extend(deliveries)
         receiver = f"http://127.0.0.1:{rport}"
-        for obj in _objects(endpoints, receiver):
+        for obj in _objects(endpoints, receiver, spec):
             _kubectl(info.kubeconfig, "apply", "-n", "default", "-f", "-", input=json.dumps(obj))
-        base = f"http://127.0.0.1:{dport}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
+        for base in bases:
+            _wait_ready(base)
         time.sleep(settle)  # the service reads the user Secret on its refresh loop
+        urls = [f"{base}/v1/namespaces/default/apps/bench/events" for base in bases]
         yield Setup(
-            ingest_url=f"{base}/v1/namespaces/default/apps/bench/events",
+            ingest_url=urls[0],
             receiver=receiver,
             token=info.token,
-            delivery_pid=delivery.pid,
+            delivery_pid=deliveries[0].pid,
+            receiver_pid=receiver_proc.pid,
+            kubeconfig=info.kubeconfig,
             store="postgresql" if store.startswith("postgres") else "sqlite",
+            ingest_urls=urls,
+            delivery_pids=[d.pid for d in deliveries],
         )
     finally:
         for proc in procs:

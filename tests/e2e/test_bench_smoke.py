@@ -40,3 +40,33 @@ def test_operator_scale_benchmark_smoke() -> None:
     figures = smoke("bench.operator_scale")
     assert figures["ready"] == figures["endpoints"] == 20
     assert figures["ratio_to_bare_client"] > 0
+    for key in (
+        "steady_window_seconds",
+        "steady_api_writes_per_minute",
+        "steady_api_writes_per_minute_by_resource",
+        "steady_endpoint_status_writes_per_minute",
+        "steady_status_writes_per_live_endpoint_per_10s",
+        "steady_status_writes_most_in_10s",
+        "steady_idle_endpoints_written",
+        "steady_endpoint_writes_without_change",
+        "steady_target_met",
+    ):
+        assert key in figures, key
+    assert figures["steady_warm"] is True
+    assert figures["steady_deliveries_per_second"] > 0
+
+
+def test_recovery_benchmark_smoke() -> None:
+    figures = smoke("bench.recovery")
+    assert figures["held_before_enable"] == figures["deliveries"] == 200
+    assert figures["delivered_while_paused"] == 0
+    assert figures["deliveries_received"] == 200
+    # The drain cannot beat the rate limit: (200 - burst) / 100 per second at the least.
+    assert figures["ratio_to_ideal"] >= 0.9
+    assert figures["max_in_any_second"] > 0
+
+
+def test_ceiling_benchmark_smoke() -> None:
+    figures = smoke("bench.ceiling")
+    assert figures["aiohttp"]["deliveries_per_second"] > 0  # type: ignore[index]
+    assert figures["httpx"]["deliveries_per_second"] > 0  # type: ignore[index]

@@ -1,0 +1,3 @@
+module webhook-operator.dev/bench/receiver
+
+go 1.22
