@@ -60,6 +60,7 @@ class Dispatcher:
     _flush_now: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _deferred_tail: dict[NsName, float] = field(default_factory=dict)
+    _queued: defaultdict[NsName, int] = field(default_factory=lambda: defaultdict(int))
     draining: bool = False
 
     def wake(self) -> None:
@@ -157,11 +158,9 @@ class Dispatcher:
             if not config.active or key in self.disabled:
                 holds.append(item.delivery_id)
                 continue
-            sem = self.semaphore(config)
-            if (
-                sem.locked()
-                and len(getattr(sem, "_waiters", None) or ()) >= config.max_concurrency * 4
-            ):
+            # Sending plus waiting to send: beyond five times the endpoint's concurrency a
+            # slow receiver would tie up the service's slots, so the rest waits in the store.
+            if self._queued[key] >= config.max_concurrency * 5:
                 defers[round(now + 0.5, 3)].append(item.delivery_id)
                 continue
             delay = self._pace(key, config, now)
@@ -169,6 +168,7 @@ class Dispatcher:
                 defers[round(now + delay, 3)].append(item.delivery_id)
                 continue
             await self._slots.acquire()
+            self._queued[key] += 1
             task = asyncio.create_task(self._attempt(item, config, delay))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -223,6 +223,10 @@ class Dispatcher:
             )
         finally:
             self._slots.release()
+            key = (item.namespace, item.endpoint)
+            self._queued[key] -= 1
+            if not self._queued[key]:
+                del self._queued[key]
 
     def headers(
         self, item: Claimed, config: EndpointConfig, body: bytes, keys: tuple[bytes, ...]

@@ -4,9 +4,12 @@ can act on when the event is refused. No I/O: the HTTP layer and the store are a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from webhook_operator import ids
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig
@@ -31,9 +34,21 @@ class Submitted:
     data: Any
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 would become infinity, which JSON cannot carry to the receiver.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
 def parse_body(raw: bytes) -> Submitted:
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IngestError(400, "MalformedJSON", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
@@ -90,11 +105,17 @@ def payload(event_id: str, submitted: Submitted, now: float) -> str:
     timestamp = (
         datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
-    return json.dumps(
-        {"id": event_id, "type": submitted.type, "timestamp": timestamp, "data": submitted.data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    envelope = {
+        "id": event_id,
+        "type": submitted.type,
+        "timestamp": timestamp,
+        "data": submitted.data,
+    }
+    try:
+        # orjson writes the same compact UTF-8 JSON several times faster (ingest hot path).
+        return orjson.dumps(envelope).decode()
+    except TypeError:  # an integer beyond 64 bits: the standard library keeps it exact
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
 
 def build(

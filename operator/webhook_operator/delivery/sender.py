@@ -9,6 +9,7 @@ docs/benchmarks.md)."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ipaddress
 import socket
 import time
@@ -146,11 +147,20 @@ class Sender:
             return SendResult(
                 http_status=response.status,
                 error=None if ok else _status_error(response),
-                response_snippet=response.body[:SNIPPET_BYTES].decode("utf-8", "replace") or None,
+                response_snippet=_snippet(response.body),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 retry_after=response.headers.get("retry-after"),
             )
         return SendResult(None, error, None, (time.perf_counter() - started) * 1000)
+
+
+def _snippet(body: bytes) -> str | None:
+    """The first SNIPPET_BYTES of the answer as text. A character cut in two by the limit is
+    left out rather than shown as U+FFFD; bytes that are not UTF-8 are shown as U+FFFD."""
+    if len(body) <= SNIPPET_BYTES:
+        return body.decode("utf-8", "replace") or None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    return decoder.decode(body[:SNIPPET_BYTES], final=False) or None
 
 
 def _status_error(response: Response) -> str:
