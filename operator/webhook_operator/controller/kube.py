@@ -5,6 +5,8 @@ API writes (and the RBAC the chart grants) is visible in one place."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets as pysecrets
@@ -40,6 +42,8 @@ class Kube:
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
         self.coordination: Any = client.CoordinationV1Api(api)
+        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
+        self._event_senders: list[asyncio.Task[None]] = []
 
     # -- Secrets ---------------------------------------------------------------------------
 
@@ -104,11 +108,51 @@ class Kube:
             "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "count": 1,
         }
+        self._queue_event(namespace, body)
+
+    # Events are posted in the background, as client-go's recorder does: a reconcile does
+    # not wait for them (posting inline held a reconcile worker for one more API round
+    # trip per new endpoint), and when too many are waiting the newest are dropped.
+    EVENT_BACKLOG = 1000
+    EVENT_SENDERS = 4
+
+    def _queue_event(self, namespace: str, body: dict[str, Any]) -> None:
+        if self._events is None:
+            self._events = asyncio.Queue(self.EVENT_BACKLOG)
+            self._event_senders = [
+                asyncio.create_task(self._send_events(self._events))
+                for _ in range(self.EVENT_SENDERS)
+            ]
         try:
-            await self.core.create_namespaced_event(namespace, body)
-        except ApiException as exc:
-            # An Event is a courtesy: failing to post one must not fail the reconcile.
-            log.warning("could not post event %s on %s: %s", reason, meta.get("name"), exc)
+            self._events.put_nowait((namespace, body))
+        except asyncio.QueueFull:
+            log.warning("too many Events waiting; dropped %s on %s", body["reason"], namespace)
+
+    async def _send_events(self, queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
+        while True:
+            namespace, body = await queue.get()
+            try:
+                await self.core.create_namespaced_event(namespace, body)
+            except ApiException as exc:
+                # An Event is a courtesy: failing to post one must not fail anything.
+                name = body["involvedObject"]["name"]
+                log.warning("could not post event %s on %s: %s", body["reason"], name, exc)
+            except Exception:
+                log.exception("posting an Event failed")
+            finally:
+                queue.task_done()
+
+    async def flush_events(self, grace: float = 5.0) -> None:
+        """Post what is waiting (within `grace` seconds), then stop the senders."""
+        if self._events is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._events.join(), grace)
+        for task in self._event_senders:
+            task.cancel()
+        for task in self._event_senders:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._events, self._event_senders = None, []
 
     # -- Leases ----------------------------------------------------------------------------
 

@@ -169,6 +169,7 @@ async def run(settings: ControllerSettings) -> int:
         for task in [*tasks, keeper, operator]:
             with contextlib.suppress(BaseException):
                 await task
+        await k.flush_events()
         if code == 0:
             await elector.release()
         await probes.cleanup()
