@@ -56,6 +56,12 @@ async def steady(url: str, token: str, rate: float, seconds: float) -> dict[str,
     return sent
 
 
+def subsample(latencies: list[float], keep: int = 2000) -> list[float]:
+    """Every k-th of the sorted latencies: enough for the CDF plot, small enough for JSON."""
+    ordered = sorted(latencies)
+    return [round(v, 3) for v in ordered[:: max(1, len(ordered) // keep)]]
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     with running(args.endpoints, args.store) as setup:
         idle_rss = rss_mb(setup.delivery_pid)
@@ -89,7 +95,26 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "max_ms": round(max(latencies), 2),
             "rss_mb_idle": round(idle_rss, 1),
             "rss_mb_end": round(peak_rss, 1),
+            "date": time.strftime("%Y-%m-%d"),
+            "samples_ms": [
+                round(v, 3) for v in sorted(latencies)[:: max(1, len(latencies) // 2000)]
+            ],
         }
+
+
+def table(result: dict[str, object]) -> str:
+    rows = [
+        ("store / endpoints per event", f"{result['store']} / {result['endpoints']}"),
+        ("rate", f"{result['rate']:g} events/s for {result['seconds']:g} s"),
+        ("deliveries", f"{result['deliveries_received']:,} of {result['deliveries_expected']:,}"),
+        (
+            "latency p50 / p95 / p99 / max",
+            " / ".join(f"{result[k]} ms" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
+        ),
+        ("delivery RSS idle / end", f"{result['rss_mb_idle']} / {result['rss_mb_end']} MB"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def main() -> None:
@@ -106,6 +131,7 @@ def main() -> None:
     if args.smoke:
         args.rate, args.seconds = 50, 2
     result = run(args)
+    print(table(result), file=sys.stderr)
     print(json.dumps(result, indent=2))
     if not args.smoke:
         args.out.mkdir(parents=True, exist_ok=True)

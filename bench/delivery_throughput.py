@@ -6,10 +6,11 @@ own capacity; `ratio_to_ceiling` is the pipeline's rate over the fastest bare lo
 
     .venv/bin/python -m bench.delivery_throughput --events 10000 --endpoints 1
     .venv/bin/python -m bench.delivery_throughput --events 2000 --endpoints 10
-    .venv/bin/python -m bench.delivery_throughput --store postgresql://... --processes 2
+    .venv/bin/python -m bench.delivery_throughput --store postgres --processes 2
     .venv/bin/python -m bench.delivery_throughput --smoke          (tiny, for CI)
 
-With several processes (PostgreSQL only) the events are posted to them in turn. Traffic
+`--store postgres` starts a throwaway local PostgreSQL server (or pass a DSN to an empty
+database). With several processes (PostgreSQL only) the events are posted to them in turn. Traffic
 stays on 127.0.0.1; the loop is bounded by --events and --timeout."""
 
 from __future__ import annotations

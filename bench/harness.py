@@ -88,6 +88,19 @@ def _objects(
     return objs
 
 
+@contextlib.contextmanager
+def local_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server (the test suite's: fsync and synchronous_commit off)
+    with an empty database; yields its DSN."""
+    from tests import pg
+
+    server = pg.start_server()
+    try:
+        yield pg.create_database(server.dsn, "bench")
+    finally:
+        server.stop()
+
+
 def _wait_ready(base: str, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -117,11 +130,14 @@ def running(
     cluster = LocalCluster(workdir=work / "cluster", binaries=resolve())
     info = cluster.start()
     procs: list[subprocess.Popen[bytes]] = []
+    stack = contextlib.ExitStack()
     try:
         install_crds(info.kubeconfig)
         rport = free_port()
         receiver_proc = go_receiver.start(rport)
         procs.append(receiver_proc)
+        if store == "postgres":
+            store = stack.enter_context(local_postgres())
         store = store or f"sqlite:///{work / 'bench.db'}"
         if processes > 1 and not store.startswith("postgres"):
             raise ValueError("several delivery processes need a PostgreSQL store")
@@ -173,3 +189,4 @@ def running(
             except subprocess.TimeoutExpired:
                 proc.kill()
         cluster.stop()
+        stack.close()

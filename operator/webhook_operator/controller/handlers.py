@@ -20,7 +20,15 @@ APP_SUMMARY_DELAY = 1.0
 
 def _raw(event: dict[str, Any]) -> dict[str, Any]:
     obj = event.get("object")
-    return dict(obj) if isinstance(obj, dict) else {}
+    if not isinstance(obj, dict):
+        return {}
+    copy = dict(obj)
+    meta = copy.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        # Nothing here reads them, and at thousands of objects they are a good part of the
+        # operator's memory (server-side apply keeps one entry per field manager).
+        copy["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return copy
 
 
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
