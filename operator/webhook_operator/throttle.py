@@ -112,6 +112,23 @@ class TokenBucket:
         self._tokens -= 1
         return wait
 
+    def reserve_within(self, now: float, horizon: float) -> float | None:
+        """Book the next slot if it is at most `horizon` seconds away and return the wait;
+        None (nothing booked) when it is further. Booking only just ahead keeps the
+        cadence (a late wake-up does not lose the slot) while no more than `horizon`
+        seconds of slots can be used late at once."""
+        self.recover(now)
+        wait = self._wait(now)
+        if wait > horizon:
+            return None
+        self._tokens -= 1
+        return wait
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until the next slot, booking nothing."""
+        self.recover(now)
+        return self._wait(now)
+
     def cancel(self) -> None:
         """Give back the slot the last `reserve` booked (its delivery will not be sent)."""
         self._tokens = min(self._burst, self._tokens + 1)

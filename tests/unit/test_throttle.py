@@ -302,3 +302,14 @@ def test_a_cancelled_reservation_gives_its_slot_to_the_next_one() -> None:
     assert bucket.reserve(0.0) == pytest.approx(0.1)
     bucket.cancel()  # that delivery went back to the store instead
     assert bucket.reserve(0.0) == pytest.approx(0.1)
+
+
+def test_slots_are_booked_only_just_ahead() -> None:
+    bucket = TokenBucket(rate=10, burst=1)
+    assert bucket.reserve_within(0.0, 0.02) == 0.0
+    assert bucket.reserve_within(0.0, 0.02) is None  # 0.1 s away: not booked
+    assert bucket.wait_time(0.0) == pytest.approx(0.1)
+    assert bucket.reserve_within(0.09, 0.02) == pytest.approx(0.01)
+    # Woken late (0.5 s): one slot is there, not four; the missed ones are gone.
+    assert bucket.reserve_within(0.5, 0.02) == 0.0
+    assert bucket.reserve_within(0.5, 0.02) is None

@@ -31,6 +31,9 @@ GONE = "Gone"
 NsName = tuple[str, str]
 # Rate-limited deliveries due within this many seconds wait in memory for their slot.
 RATE_HORIZON = 1.0
+# Rate-limited requests book their send slot at most this far ahead.
+ADMIT_HORIZON = 0.02
+CATCH_UP = 0.05
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Dispatcher:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _deferred_tail: dict[NsName, float] = field(default_factory=dict)
     _queued: defaultdict[NsName, int] = field(default_factory=lambda: defaultdict(int))
+    _gates: dict[NsName, asyncio.Lock] = field(default_factory=dict)
     draining: bool = False
 
     def wake(self) -> None:
@@ -81,15 +85,18 @@ class Dispatcher:
             self._buckets.pop(key, None)
             return None
         burst = config.burst or int(config.rate)
+        # The gate may make up for slots a stalled loop missed, up to CATCH_UP seconds'
+        # worth: a drain keeps its rate, and no second ever exceeds the limit by more.
+        gate_burst = burst + config.rate * CATCH_UP
         pair = self._buckets.get(key)
         if pair is None:
             pair = self._buckets[key] = (
                 TokenBucket(config.rate, burst),
-                TokenBucket(config.rate, burst),
+                TokenBucket(config.rate, gate_burst),
             )
         elif (pair[0].rate, pair[0].burst) != (config.rate, burst):
-            for bucket in pair:
-                bucket.reconfigure(config.rate, burst)
+            pair[0].reconfigure(config.rate, burst)
+            pair[1].reconfigure(config.rate, gate_burst)
         return pair[0] if plan else pair[1]
 
     def semaphore(self, config: EndpointConfig) -> asyncio.Semaphore:
@@ -105,6 +112,7 @@ class Dispatcher:
         self._buckets.pop(key, None)
         self._per_endpoint.pop(key, None)
         self._deferred_tail.pop(key, None)
+        self._gates.pop(key, None)
         self.metrics.forget(*key)
 
     # -- the loop --------------------------------------------------------------------------
@@ -121,6 +129,9 @@ class Dispatcher:
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
                     continue
                 await self._dispatch(claimed)
+                # The SQLite store answers without suspending, so a backlog would keep
+                # this loop claiming without ever letting sends, timers or ingest run.
+                await asyncio.sleep(0)
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,11 +214,23 @@ class Dispatcher:
         return tail - now
 
     async def _admit(self, config: EndpointConfig) -> None:
+        """Wait for the endpoint's rate limit to let one more request out. One sender at a
+        time books a slot, and only a slot at most ADMIT_HORIZON away, then waits for it
+        outside the lock: the cadence holds, and a loop stall can bunch only the few slots
+        booked when it began."""
         gate = self.bucket(config)
-        if gate is not None:
-            wait = gate.reserve(time.time())
-            if wait > 0:
-                await asyncio.sleep(wait)
+        if gate is None:
+            return
+        key = (config.namespace, config.name)
+        lock = self._gates.get(key)
+        if lock is None:
+            lock = self._gates[key] = asyncio.Lock()
+        async with lock:
+            # Polling a clock-driven bucket: no event could announce the next slot.
+            while (wait := gate.reserve_within(time.time(), ADMIT_HORIZON)) is None:  # noqa: ASYNC110
+                await asyncio.sleep(gate.wait_time(time.time()) - ADMIT_HORIZON / 2)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _attempt(self, item: Claimed, config: EndpointConfig, delay: float) -> None:
         assert self._slots is not None
