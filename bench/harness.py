@@ -139,7 +139,7 @@ def running(
         if store == "postgres":
             store = stack.enter_context(local_postgres())
         store = store or f"sqlite:///{work / 'bench.db'}"
-        if processes > 1 and not store.startswith("postgres"):
+        if processes > 1 and store.startswith("sqlite:"):
             raise ValueError("several delivery processes need a PostgreSQL store")
         bases: list[str] = []
         deliveries: list[subprocess.Popen[bytes]] = []
@@ -176,7 +176,7 @@ def running(
             delivery_pid=deliveries[0].pid,
             receiver_pid=receiver_proc.pid,
             kubeconfig=info.kubeconfig,
-            store="postgresql" if store.startswith("postgres") else "sqlite",
+            store="sqlite" if store.startswith("sqlite:") else "postgresql",
             ingest_urls=urls,
             delivery_pids=[d.pid for d in deliveries],
         )

@@ -10,7 +10,7 @@ import kopf
 
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.controller.context import APPS, ENDPOINTS, Context
-from webhook_operator.controller.store import endpoint_app
+from webhook_operator.controller.store import endpoint_app, without_managed_fields
 
 log = logging.getLogger(__name__)
 # Endpoint events touch the app's summary; batching them keeps a burst of endpoint changes
@@ -20,15 +20,7 @@ APP_SUMMARY_DELAY = 1.0
 
 def _raw(event: dict[str, Any]) -> dict[str, Any]:
     obj = event.get("object")
-    if not isinstance(obj, dict):
-        return {}
-    copy = dict(obj)
-    meta = copy.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
-        # Nothing here reads them, and at thousands of objects they are a good part of the
-        # operator's memory (server-side apply keeps one entry per field manager).
-        copy["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-    return copy
+    return without_managed_fields(obj) if isinstance(obj, dict) else {}
 
 
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
@@ -81,13 +73,21 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         if event.get("type") == "DELETED":
             ctx.store.secrets.pop((namespace, name), None)
         else:
-            ctx.store.secrets[(namespace, name)] = _raw(event)
+            new = _raw(event)
+            old = ctx.store.secrets.get((namespace, name))
+            ctx.store.secrets[(namespace, name)] = new
+            if old is not None and _version(old) == _version(new):
+                return  # the operator wrote this version itself and has reconciled it
         users = ctx.store.endpoints_using_secret(namespace, name)
         owner = dict(labels or {}).get("webhook-operator.dev/endpoint")
         if owner and (namespace, owner) in ctx.store.endpoints:
             users.append((namespace, owner))
         for ns, ep in users:
             ctx.queue.add(("endpoint", ns, ep))
+
+
+def _version(obj: dict[str, Any]) -> Any:
+    return (obj.get("metadata") or {}).get("resourceVersion")
 
 
 def _essence(obj: dict[str, Any]) -> Any:

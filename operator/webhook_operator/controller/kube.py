@@ -56,13 +56,18 @@ class Kube:
             raise
         return cast(dict[str, Any], self.api.sanitize_for_serialization(secret))
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        await self.core.create_namespaced_secret(namespace, body)
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The Secret as the apiserver stored it."""
+        created = await self.core.create_namespaced_secret(namespace, body)
+        return cast(dict[str, Any], self.api.sanitize_for_serialization(created))
 
-    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+    async def replace_secret(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         """Replace with the resourceVersion in `body`: a stale view fails with 409, so two
-        writers can never both rotate."""
-        await self.core.replace_namespaced_secret(name, namespace, body)
+        writers can never both rotate. Returns the Secret as stored."""
+        replaced = await self.core.replace_namespaced_secret(name, namespace, body)
+        return cast(dict[str, Any], self.api.sanitize_for_serialization(replaced))
 
     # -- status ----------------------------------------------------------------------------
 

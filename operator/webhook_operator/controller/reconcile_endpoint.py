@@ -20,6 +20,7 @@ from webhook_operator.controller.secrets import (
     check_user_secret,
     ensure_generated,
 )
+from webhook_operator.controller.store import without_managed_fields
 from webhook_operator.durations import parse_duration
 from webhook_operator.event_matching import unknown_subscriptions
 from webhook_operator.health import DeliveryState, endpoint_health
@@ -164,6 +165,10 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
         except StaleView:
             ctx.store.secrets.pop(secret_key, None)
             raise
+        if outcome.written is not None:
+            # What we just wrote is the view: its watch event then changes nothing and
+            # costs no second reconcile.
+            ctx.store.secrets[secret_key] = without_managed_fields(outcome.written)
     secret_cond = cond.make(
         cond.SECRET_READY, outcome.ready, outcome.reason, outcome.message, gen, now
     )

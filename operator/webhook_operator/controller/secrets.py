@@ -49,6 +49,8 @@ class SecretOutcome:
     created: bool = False
     rotated_why: str = ""
     next_check: datetime | None = None
+    # The Secret as the apiserver stored it, when this reconcile wrote it.
+    written: dict[str, Any] | None = None
 
 
 def check_user_secret(
@@ -157,7 +159,10 @@ async def ensure_generated(
         state = rotation.pruned(state)
     if plan.rotate or plan.prune_previous:
         body = _body(endpoint, name, state, secret["metadata"].get("resourceVersion"))
-        await _write(kube, namespace, name, body, create=False)
+        written = await _write(kube, namespace, name, body, create=False)
+        return _generated(
+            name, state, plan, rotated_why=plan.why if plan.rotate else "", written=written
+        )
     return _generated(name, state, plan, rotated_why=plan.why if plan.rotate else "")
 
 
@@ -181,8 +186,11 @@ async def _create(
     state = rotation.SecretState(current=generate_secret(), issued_at=now, handled_token=requested)
     version = existing["metadata"].get("resourceVersion") if existing else None
     body = _body(endpoint, name, state, version)
-    await _write(kube, endpoint["metadata"]["namespace"], name, body, create=existing is None)
-    return _generated(name, state, rotation.plan(state, requested, policy, now), created=True)
+    written = await _write(
+        kube, endpoint["metadata"]["namespace"], name, body, create=existing is None
+    )
+    plan = rotation.plan(state, requested, policy, now)
+    return _generated(name, state, plan, created=True, written=written)
 
 
 def _generated(
@@ -192,6 +200,7 @@ def _generated(
     *,
     created: bool = False,
     rotated_why: str = "",
+    written: dict[str, Any] | None = None,
 ) -> SecretOutcome:
     return SecretOutcome(
         True,
@@ -202,19 +211,19 @@ def _generated(
         created=created,
         rotated_why=rotated_why,
         next_check=plan.next_check,
+        written=written,
     )
 
 
 async def _write(
     kube: Kube, namespace: str, name: str, body: dict[str, Any], *, create: bool
-) -> None:
+) -> dict[str, Any]:
     """Create, or replace at the resourceVersion we read; a conflict means our view was
     stale (so two writers can never both rotate), and the reconcile is retried."""
     try:
         if create:
-            await kube.create_secret(namespace, body)
-        else:
-            await kube.replace_secret(namespace, name, body)
+            return await kube.create_secret(namespace, body)
+        return await kube.replace_secret(namespace, name, body)
     except Exception as exc:
         if is_conflict(exc):
             raise StaleView(name) from exc

@@ -22,6 +22,16 @@ def _ns_name(obj: dict[str, Any]) -> NsName:
     return meta["namespace"], meta["name"]
 
 
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy without metadata.managedFields: nothing here reads them, and at
+    thousands of objects they are a good part of the operator's memory."""
+    copy = dict(obj)
+    meta = copy.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        copy["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return copy
+
+
 def endpoint_app(obj: dict[str, Any]) -> str | None:
     ref = obj.get("spec", {}).get("appRef") or {}
     name = ref.get("name")
