@@ -21,6 +21,7 @@ import aiohttp
 import httpx
 
 from bench.harness import HERE, rss_mb, running
+from bench.report import columns, publish
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -113,8 +114,7 @@ def table(result: dict[str, object]) -> str:
         ),
         ("delivery RSS idle / end", f"{result['rss_mb_idle']} / {result['rss_mb_end']} MB"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return columns(rows)
 
 
 def main() -> None:
@@ -131,12 +131,8 @@ def main() -> None:
     if args.smoke:
         args.rate, args.seconds = 50, 2
     result = run(args)
-    print(table(result), file=sys.stderr)
-    print(json.dumps(result, indent=2))
-    if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
-        name = f"latency-{result['store']}-{args.endpoints}ep.json"
-        (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
+    name = f"latency-{result['store']}-{args.endpoints}ep.json"
+    publish(result, table(result), args.out, name, args.smoke)
     if result["deliveries_received"] != result["deliveries_expected"]:
         sys.exit(f"only {result['deliveries_received']} of {result['deliveries_expected']} arrived")
 

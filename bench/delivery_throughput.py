@@ -28,6 +28,7 @@ import httpx
 
 from bench import ceiling, go_receiver
 from bench.harness import HERE, rss_mb, running
+from bench.report import columns, publish
 
 # What each ceiling loop sends in a full run (httpx is slow at this concurrency; fewer
 # requests keep its run short without changing its rate).
@@ -128,8 +129,7 @@ def table(result: dict[str, object]) -> str:
         ("receiver CPU during the run", f"{100 * float(str(result['receiver_cpu_share'])):.0f}%"),
         ("delivery RSS idle / peak", f"{result['rss_mb_idle']} / {result['rss_mb_peak']} MB"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return columns(rows)
 
 
 def main() -> None:
@@ -149,12 +149,8 @@ def main() -> None:
     if args.smoke:
         args.events, args.timeout = 50, 60
     result = run(args)
-    print(table(result), file=sys.stderr)
-    print(json.dumps(result, indent=2))
-    if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
-        name = f"throughput-{result['store']}-{args.processes}p-{args.endpoints}ep.json"
-        (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
+    name = f"throughput-{result['store']}-{args.processes}p-{args.endpoints}ep.json"
+    publish(result, table(result), args.out, name, args.smoke)
     if result["deliveries_received"] != result["deliveries_expected"]:
         sys.exit(f"only {result['deliveries_received']} of {result['deliveries_expected']} arrived")
 

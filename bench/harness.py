@@ -101,7 +101,7 @@ def local_postgres() -> Iterator[str]:
         server.stop()
 
 
-def _wait_ready(base: str, timeout: float = 60) -> None:
+def wait_ready(base: str, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         with contextlib.suppress(httpx.HTTPError):
@@ -166,7 +166,7 @@ def running(
         for obj in _objects(endpoints, receiver, spec):
             _kubectl(info.kubeconfig, "apply", "-n", "default", "-f", "-", input=json.dumps(obj))
         for base in bases:
-            _wait_ready(base)
+            wait_ready(base)
         time.sleep(settle)  # the service reads the user Secret on its refresh loop
         urls = [f"{base}/v1/namespaces/default/apps/bench/events" for base in bases]
         yield Setup(

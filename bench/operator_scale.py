@@ -44,8 +44,9 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import BIN, HERE, rss_mb
+from bench.harness import BIN, HERE, rss_mb, wait_ready
 from bench.recovery import max_in_window
+from bench.report import columns, publish
 from webhook_operator.devcluster import LocalCluster, install_crds, resolve
 from webhook_operator.devcluster.cluster import free_port
 from webhook_operator.kube_client import connect
@@ -518,16 +519,6 @@ def start_delivery(kubeconfig: Path, work: Path, port: int) -> subprocess.Popen[
         )
 
 
-def wait_ready(base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"the delivery service at {base} did not become ready")
-
-
 def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None:
         return
@@ -622,8 +613,7 @@ def table(result: dict[str, object]) -> str:
         ("endpoint writes without change", str(result["steady_endpoint_writes_without_change"])),
         ("steady-state target met", str(result["steady_target_met"])),
     ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    return columns(rows)
 
 
 def main() -> None:
@@ -642,13 +632,8 @@ def main() -> None:
         args.endpoints, args.timeout, args.window, args.live = 20, 120, 10, 2
     steady = SteadySettings(window=args.window, live=args.live, event_rate=args.event_rate)
     result = run(args.endpoints, args.timeout, steady)
-    print(table(result))
-    print(json.dumps(result, indent=2))
-    if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"operator-scale-{args.endpoints}.json").write_text(
-            json.dumps(result, indent=2) + "\n"
-        )
+    name = f"operator-scale-{args.endpoints}.json"
+    publish(result, table(result), args.out, name, args.smoke)
     if result["ready"] != args.endpoints:
         sys.exit(f"only {result['ready']} of {args.endpoints} Ready")
     if not result["steady_warm"]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.delivery_throughput import post_events
 from bench.harness import HERE, Setup, rss_mb, running
+from bench.report import columns, publish
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.kube_client import connect
 
@@ -202,8 +202,7 @@ def table(result: dict[str, object]) -> str:
             f"{result['rss_mb_idle']} / {result['rss_mb_held']} / {result['rss_mb_peak_drain']} MB",
         ),
     ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    return columns(rows)
 
 
 def main() -> None:
@@ -223,13 +222,7 @@ def main() -> None:
     if args.smoke:
         args.deliveries, args.rate, args.timeout = 200, 100, 60
     result = run(args)
-    print(table(result))
-    print(json.dumps(result, indent=2))
-    if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"recovery-{result['store']}.json").write_text(
-            json.dumps(result, indent=2) + "\n"
-        )
+    publish(result, table(result), args.out, f"recovery-{result['store']}.json", args.smoke)
     if result["deliveries_received"] != result["deliveries"]:
         sys.exit(f"only {result['deliveries_received']} of {result['deliveries']} arrived")
     if result["delivered_while_paused"]:
