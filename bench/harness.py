@@ -88,6 +88,25 @@ def _objects(
     return objs
 
 
+def start_delivery(
+    kubeconfig: Path, store: str, port: int, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """The delivery service on 127.0.0.1:`port`, allowed to deliver to 127.0.0.1."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [
+                str(BIN / "webhook-operator"),
+                "delivery",
+                f"--kubeconfig={kubeconfig}",
+                f"--store={store}",
+                f"--listen=127.0.0.1:{port}",
+                "--allow-cidr=127.0.0.1/32",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @contextlib.contextmanager
 def local_postgres() -> Iterator[str]:
     """A throwaway PostgreSQL server (the test suite's: fsync and synchronous_commit off)
@@ -145,21 +164,9 @@ def running(
         deliveries: list[subprocess.Popen[bytes]] = []
         for n in range(processes):
             dport = free_port()
-            with (work / f"delivery-{n}.log").open("wb") as log:
-                deliveries.append(
-                    subprocess.Popen(
-                        [
-                            str(BIN / "webhook-operator"),
-                            "delivery",
-                            f"--kubeconfig={info.kubeconfig}",
-                            f"--store={store}",
-                            f"--listen=127.0.0.1:{dport}",
-                            "--allow-cidr=127.0.0.1/32",
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
+            deliveries.append(
+                start_delivery(info.kubeconfig, store, dport, work / f"delivery-{n}.log")
+            )
             bases.append(f"http://127.0.0.1:{dport}")
         procs.extend(deliveries)
         receiver = f"http://127.0.0.1:{rport}"

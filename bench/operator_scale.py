@@ -44,7 +44,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import BIN, HERE, rss_mb, wait_ready
+from bench.harness import BIN, HERE, rss_mb, start_delivery, wait_ready
 from bench.recovery import max_in_window
 from bench.report import columns, publish
 from webhook_operator.devcluster import LocalCluster, install_crds, resolve
@@ -502,23 +502,6 @@ async def steady_state(
     }
 
 
-def start_delivery(kubeconfig: Path, work: Path, port: int) -> subprocess.Popen[bytes]:
-    """The delivery service as bench.harness runs it (127.0.0.1 receivers allowed)."""
-    with (work / "delivery.log").open("wb") as log:
-        return subprocess.Popen(
-            [
-                str(BIN / "webhook-operator"),
-                "delivery",
-                f"--kubeconfig={kubeconfig}",
-                f"--store=sqlite:///{work / 'delivery.db'}",
-                f"--listen=127.0.0.1:{port}",
-                "--allow-cidr=127.0.0.1/32",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None:
         return
@@ -570,7 +553,9 @@ def run(count: int, limit: float, steady: SteadySettings) -> dict[str, object]:
         result["ratio_to_bare_client"] = round(
             float(str(result["operator_seconds_to_all_ready"])) / bare, 2
         )
-        delivery = start_delivery(info.kubeconfig, work, dport)
+        delivery = start_delivery(
+            info.kubeconfig, f"sqlite:///{work / 'delivery.db'}", dport, work / "delivery.log"
+        )
         wait_ready(delivery_base)
         ca = str(info.ca_cert) if info.ca_cert else True
         access = Cluster(info.server, info.token, ca, info.kubeconfig)

@@ -2,11 +2,12 @@
 and the start of the answer, keep the connection for the next delivery.
 
 Why not aiohttp's client: the delivery service spends most of its time sending, and on
-these machines aiohttp costs about 230 microseconds of CPU per request where this client,
-an asyncio protocol with llhttp (httptools) parsing the answer, costs about 75 (see
-docs/benchmarks.md). The features a webhook sender needs are few: keep-alive pools per
-origin, TLS with the system's trust store, a total time limit, no redirects, no
-decompression, and connecting only to addresses the caller's resolver approved.
+these machines aiohttp used about 200 microseconds of CPU per signed request in a bare
+loop, where this client, an asyncio protocol with llhttp (httptools) parsing the answer,
+uses about 85-110 (bench/ceiling.py; docs/benchmarks.md). The features a webhook sender
+needs are few: keep-alive pools per origin, TLS with the system's trust store, a total
+time limit, no redirects, no decompression, and connecting only to addresses the
+caller's resolver approved.
 """
 
 from __future__ import annotations
@@ -116,7 +117,6 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._reason = ""
         self._headers: dict[str, str] = {}
-        self._header_name = b""
         self._body = bytearray()
         self._head_bytes = 0  # bytes of the answer that were not body
         self._headers_done = False
