@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from webhook_operator import conditions as cond
 from webhook_operator.api.v1alpha1 import Health, WebhookAppSpec
 from webhook_operator.controller.context import APPS, Context
+from webhook_operator.controller.reconcile_endpoint import event_message, readable
 from webhook_operator.health import summarize
 from webhook_operator.timestamps import format_ts, parse_ts
 
@@ -91,7 +92,7 @@ async def reconcile_app(ctx: Context, namespace: str, name: str) -> float | None
     else:
         catalog = cond.make(cond.CATALOG_VALID, True, "CatalogValid", "", gen, now)
     new_conditions = [catalog, cond.ready([catalog], gen, now)]
-    merged = cond.merge(cond.parse(observed.get("conditions")), new_conditions)
+    merged = cond.merge(cond.parse(observed.get("conditions")), readable(new_conditions))
     types = [t.name for t in spec.event_types] if spec else []
     categories = sorted({t.category for t in spec.event_types if t.category}) if spec else []
     fields = {
@@ -108,7 +109,7 @@ async def reconcile_app(ctx: Context, namespace: str, name: str) -> float | None
         announced = f"{ready.reason}:{ready.message}"
         if ctx.warned.get(key) != announced:
             ctx.warned[key] = announced
-            await ctx.kube.post_event(obj, "Warning", ready.reason, ready.message)
+            await ctx.kube.post_event(obj, "Warning", ready.reason, event_message(ready.message))
     else:
         ctx.warned.pop(key, None)
     return None

@@ -21,6 +21,7 @@ from webhook_operator.controller.secrets import (
     ensure_generated,
 )
 from webhook_operator.controller.store import without_managed_fields
+from webhook_operator.display_text import one_line
 from webhook_operator.durations import parse_duration
 from webhook_operator.event_matching import unknown_subscriptions
 from webhook_operator.health import DeliveryState, endpoint_health
@@ -29,6 +30,12 @@ from webhook_operator.timestamps import format_ts
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE = "24h"
+# The CRD's maxLength of status.lastError, and of a condition message (metav1.Condition's):
+# a longer value would make the apiserver refuse the whole status write.
+LAST_ERROR_LIMIT = 1024
+CONDITION_MESSAGE_LIMIT = 32768
+# Events: the Kube client keeps 1024 characters; capping first keeps escapes whole.
+EVENT_MESSAGE_LIMIT = 1024
 
 
 def effective_rotation(spec: WebhookEndpointSpec, app: WebhookAppSpec | None) -> rotation.Policy:
@@ -87,9 +94,33 @@ def app_condition(
     ), app_spec
 
 
+def readable(conditions: list[Condition]) -> list[Condition]:
+    """Conditions with messages fit for `kubectl describe`: messages quote specs, catalogs
+    and validation errors, which are not the operator's text."""
+    return [
+        c.model_copy(update={"message": one_line(c.message, CONDITION_MESSAGE_LIMIT)})
+        if c.message
+        else c
+        for c in conditions
+    ]
+
+
+def event_message(message: str) -> str:
+    return one_line(message, EVENT_MESSAGE_LIMIT)
+
+
+def _shown(value: str | None, limit: int) -> str | None:
+    return one_line(value, limit) if value else value
+
+
 def delivery_fields(active: bool, state: DeliveryState | None) -> dict[str, Any]:
+    """Delivery results as status shows them. The delivery service passes on what receivers
+    answered (reason phrases, error text), escaped here where people read it."""
     health, disabled_reason = endpoint_health(active, state)
-    fields: dict[str, Any] = {"health": health.value, "disabledReason": disabled_reason}
+    fields: dict[str, Any] = {
+        "health": health.value,
+        "disabledReason": _shown(disabled_reason, 256),
+    }
     if state is not None:
         fields.update(
             {
@@ -98,9 +129,11 @@ def delivery_fields(active: bool, state: DeliveryState | None) -> dict[str, Any]
                 "lastSuccessTime": format_ts(state.last_success_time),
                 "lastFailureTime": format_ts(state.last_failure_time),
                 "lastHttpStatus": state.last_http_status,
-                "lastError": state.last_error,
+                "lastError": _shown(state.last_error, LAST_ERROR_LIMIT),
                 "consecutiveFailures": state.consecutive_failures,
-                "deliveries": {**state.counts, "window": state.window} if state.counts else None,
+                "deliveries": {**state.counts, "window": _shown(state.window, 64)}
+                if state.counts
+                else None,
             }
         )
     return fields
@@ -136,7 +169,7 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
             {
                 "observedGeneration": gen,
                 "conditions": cond.to_wire(
-                    cond.merge(cond.parse(observed.get("conditions")), [bad])
+                    cond.merge(cond.parse(observed.get("conditions")), readable([bad]))
                 ),
             },
             observed,
@@ -174,7 +207,7 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
     )
     parts = [app_cond, secret_cond]
     new_conditions = [*parts, cond.ready(parts, gen, now)]
-    merged = cond.merge(cond.parse(observed.get("conditions")), new_conditions)
+    merged = cond.merge(cond.parse(observed.get("conditions")), readable(new_conditions))
 
     fields: dict[str, Any] = {
         "observedGeneration": gen,
@@ -203,7 +236,7 @@ async def _announce(
             obj,
             "Normal",
             "SecretCreated",
-            f"signing secret generated in Secret {outcome.secret_name}",
+            event_message(f"signing secret generated in Secret {outcome.secret_name}"),
         )
     if outcome.rotated_why:
         if policy.grace > timedelta(0) and outcome.state and outcome.state.previous_expires_at:
@@ -216,7 +249,9 @@ async def _announce(
             obj,
             "Normal",
             "SecretRotated",
-            f"signing secret in {outcome.secret_name} rotated ({outcome.rotated_why}); {tail}",
+            event_message(
+                f"signing secret in {outcome.secret_name} rotated ({outcome.rotated_why}); {tail}"
+            ),
         )
     ready = cond.find(conditions, cond.READY)
     if ready is None:
@@ -227,4 +262,4 @@ async def _announce(
     announced = f"{ready.reason}:{ready.message}"
     if ctx.warned.get(key) != announced:
         ctx.warned[key] = announced
-        await ctx.kube.post_event(obj, "Warning", ready.reason, ready.message)
+        await ctx.kube.post_event(obj, "Warning", ready.reason, event_message(ready.message))

@@ -1,5 +1,10 @@
 """Output: quiet `kubectl get`-style tables with rich, pretty JSON for `-o json`, and the
-one-line notes and errors on stderr (so stdout stays clean for pipes and `jq`)."""
+one-line notes and errors on stderr (so stdout stays clean for pipes and `jq`).
+
+Much of what is printed was written by others: receivers' reason phrases and bodies,
+producers' event types, the service's error messages. Every path out of this module
+escapes the characters a terminal acts on (`display_text`), so such text cannot retitle
+or recolour the terminal or forge rows; `-o json` keeps the exact values."""
 
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from webhook_operator.display_text import json_text, one_line
 from webhook_operator.plugin.parsing import age
 
+# The attempts table previews response bodies; `-o json` has them whole.
+SNIPPET_WIDTH = 80
 # Wide enough that ids and URLs are never cut when the output goes to a file or a pipe,
 # where rich would otherwise assume 80 columns.
 PIPE_WIDTH = 250
@@ -42,15 +50,17 @@ def console(stderr: bool = False) -> Console:
 
 
 def print_json(value: Any) -> None:
-    # Plain print, not rich: JSON must reach `jq` byte for byte, with no markup parsing.
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    # Plain print, not rich: JSON must reach `jq` with no markup parsing. The serializer
+    # escapes C0 controls only; json_text writes the rest (DEL, C1, bidi controls, lone
+    # surrogates) as JSON escapes, so the values are the same and the terminal is safe.
+    sys.stdout.write(json_text(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
     sys.stdout.flush()
 
 
 def say(message: str) -> None:
     """One line of result on stdout, printed as plain text: messages quote names and
     errors such as "[Errno 111]" that rich would otherwise take for markup."""
-    console().print(Text(message), soft_wrap=True)
+    console().print(Text(one_line(message)), soft_wrap=True)
 
 
 def show(*renderables: RenderableType) -> None:
@@ -71,11 +81,13 @@ def show(*renderables: RenderableType) -> None:
 def note(message: str) -> None:
     """A hint for the person at the terminal; on stderr so it never mixes into data."""
     # soft_wrap: one line, however long, so a hint holding a command can be copied whole.
-    console(stderr=True).print(Text(message, style="dim"), soft_wrap=True)
+    console(stderr=True).print(Text(one_line(message), style="dim"), soft_wrap=True)
 
 
 def error(message: str) -> None:
-    console(stderr=True).print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    console(stderr=True).print(
+        Text.assemble(("error: ", "bold red"), one_line(message)), soft_wrap=True
+    )
 
 
 def _table(*columns: str) -> Table:
@@ -86,13 +98,14 @@ def _table(*columns: str) -> Table:
 
 
 def _status(value: Any) -> Text:
-    text = str(value or "")
+    text = one_line(str(value or ""))
     return Text(text, style=STATUS_STYLE.get(text, ""))
 
 
-def _cell(value: Any) -> Text:
+def _cell(value: Any, limit: int | None = None) -> Text:
     # Text, not str: values from the service (errors, responses) are not rich markup.
-    return Text("" if value is None else str(value))
+    # One line each: a newline in a value would forge a row.
+    return Text("" if value is None else one_line(str(value), limit))
 
 
 def deliveries_table(items: list[dict[str, Any]], now: datetime) -> Table:
@@ -105,7 +118,7 @@ def deliveries_table(items: list[dict[str, Any]], now: datetime) -> Table:
             _status(item.get("status")),
             _cell(item.get("attempts")),
             _cell(item.get("lastHttpStatus")),
-            age(item.get("createdAt"), now),
+            _cell(age(item.get("createdAt"), now)),
             _cell(item.get("lastError")),
         )
     return table
@@ -117,7 +130,7 @@ def _field_grid(rows: list[tuple[str, Any]]) -> Table:
     grid.add_column(overflow="fold")
     for label, value in rows:
         if value not in (None, ""):
-            grid.add_row(label, value if isinstance(value, Text) else Text(str(value)))
+            grid.add_row(label, value if isinstance(value, Text) else _cell(value))
     return grid
 
 
@@ -151,7 +164,7 @@ def delivery_view(record: dict[str, Any], now: datetime) -> list[Table]:
             _cell(attempt.get("httpStatus")),
             Text("ok", style="green") if attempt.get("success") else Text("failed", style="red"),
             _cell(attempt.get("error")),
-            Text(str(attempt.get("responseSnippet") or "").replace("\n", " ")[:80]),
+            _cell(attempt.get("responseSnippet"), SNIPPET_WIDTH),
         )
     return [fields, attempts]
 
