@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from webhook_operator.conditions import make
+from webhook_operator.controller.reconcile_endpoint import delivery_fields, event_message, readable
 from webhook_operator.display_text import json_text, multi_line, one_line
+from webhook_operator.health import DeliveryState
 from webhook_operator.plugin import render
 
 # Characters a terminal (or a Unicode-aware viewer) acts on instead of printing. Defined
@@ -219,3 +222,44 @@ def test_json_output_prints_escapes_and_keeps_the_values(
     out = capsys.readouterr().out
     assert raw_controls(out.replace("\n", "")) == []
     assert json.loads(out) == record
+
+
+# -- what `kubectl describe` shows: the operator's status and Events ----------------------
+
+
+@pytest.mark.parametrize(("what", "received", "shown"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_endpoint_status_shows_delivery_errors_escaped(
+    what: str, received: str, shown: str
+) -> None:
+    state = DeliveryState(
+        last_delivery_time=NOW,
+        last_failure_time=NOW,
+        last_error=f"500 {received}",
+        disabled_reason=received,
+        counts={"failed": 1},
+        window=received,
+    )
+    fields = delivery_fields(True, state)
+    assert fields["lastError"] == f"500 {shown}"
+    assert fields["disabledReason"] == shown
+    assert fields["deliveries"]["window"] == shown
+
+
+def test_status_last_error_fits_the_crd_however_long_the_answer() -> None:
+    state = DeliveryState(last_failure_time=NOW, last_error="\x1b[31m" * 1024)
+    shown = delivery_fields(True, state)["lastError"]
+    assert len(shown) <= 1024  # the CRD's maxLength: longer would fail the status write
+    # Escapes stay whole; ordinary characters are cut where the cap falls.
+    assert shown == ("\\x1b[31m" * 1024)[:1023] + "…"
+
+
+# Kubernetes objects cannot hold lone surrogates (the apiserver decodes them as U+FFFD).
+IN_OBJECTS = [h for h in HOSTILE if h[0] != "lone surrogates"]
+
+
+@pytest.mark.parametrize(("what", "received", "shown"), IN_OBJECTS, ids=[h[0] for h in IN_OBJECTS])
+def test_condition_messages_and_events_show_escapes(what: str, received: str, shown: str) -> None:
+    condition = make("Ready", False, "InvalidSpec", f"bad spec: {received}", 1, NOW)
+    (readable_condition,) = readable([condition])
+    assert readable_condition.message == f"bad spec: {shown}"
+    assert event_message(f"bad spec: {received}") == f"bad spec: {shown}"
