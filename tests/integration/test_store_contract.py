@@ -32,8 +32,10 @@ from webhook_operator.store.base import (
     EndpointState,
     NewDelivery,
     NewEvent,
+    OwnerInUse,
     QueueStats,
     Store,
+    Sweep,
 )
 from webhook_operator.store.factory import open_store
 from webhook_operator.store.postgres import PostgresStore
@@ -56,7 +58,7 @@ EXHAUSTED = DeliveryStatus.EXHAUSTED
 HELD = DeliveryStatus.HELD
 CANCELLED = DeliveryStatus.CANCELLED
 
-TRUNCATE = "TRUNCATE events, deliveries, attempts, endpoint_states"
+TRUNCATE = "TRUNCATE events, deliveries, attempts, endpoint_states, lease_owners"
 
 # -- fixtures ---------------------------------------------------------------------------
 
@@ -957,6 +959,166 @@ def test_postgres_replicas_accept_an_idempotency_key_once(fresh_pg_dsn: str) -> 
     assert sum(1 for _, _, duplicate in answers if not duplicate) == 1
     assert len({event for event, _, _ in answers}) == 1
     assert {count for _, count, _ in answers} == {1}
+
+
+# -- lease owners -----------------------------------------------------------------------
+# A process registers its owner name before claiming; what it leaves behind comes back
+# long before the lease (LEASE) runs out. A "crash" is closing the store without
+# release_owner: the process's connections and locks end, as when it is killed.
+
+STALE = 10.0
+
+
+def same_database(store: Store) -> Store:
+    """Another store on `store`'s database, as the next process would open it."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path)
+    assert isinstance(store, PostgresStore)
+    return PostgresStore(store.dsn, max_size=4)
+
+
+@contract
+async def test_a_clean_shutdown_gives_back_what_it_did_not_finish(store: Store) -> None:
+    assert await store.register_owner(OWNER, NOW) == 0
+    assert await store.heartbeat(OWNER, NOW, STALE) == Sweep(released=0)
+    created = [await one(store) for _ in range(3)]
+    done, *unfinished = await claim(store)
+    await store.finish_attempts([result(done)], NOW + 1)
+
+    assert await store.release_owner(OWNER) == 2
+    # Due as they were, for anyone, at once; the finished one stays finished.
+    assert ids(await claim(store, NOW + 2, owner=OTHER_OWNER)) == ids(unfinished)
+    assert sorted([done.delivery_id, *ids(unfinished)]) == sorted(created)
+    assert await status_of(store, done.delivery_id) == DELIVERED
+    assert await store.release_owner(OWNER) == 0
+
+
+@contract
+async def test_a_killed_owners_claims_come_back_when_the_next_process_starts(
+    store: Store,
+) -> None:
+    await store.register_owner(OWNER, NOW)
+    created = sorted([await one(store) for _ in range(2)])
+    assert sorted(ids(await claim(store))) == created
+    await store.close()  # killed mid-attempt
+
+    successor = same_database(store)
+    await successor.open()
+    try:
+        released = await successor.register_owner(OTHER_OWNER, NOW + 1)
+        sweep = await successor.heartbeat(OTHER_OWNER, NOW + 1, STALE)
+        assert released + sweep.released == 2
+        assert not sweep.rejoined
+        # Long before the lease would have run out.
+        assert sorted(ids(await claim(successor, NOW + 1, owner=OTHER_OWNER))) == created
+        # Claims of the live successor are its own: a heartbeat gives back nothing.
+        assert (await successor.heartbeat(OTHER_OWNER, NOW + 2, STALE)).released == 0
+        assert await claim(successor, NOW + 2, owner=OWNER) == []
+    finally:
+        await successor.close()
+
+
+@contract
+async def test_a_restarted_owner_takes_back_its_own_claims(store: Store) -> None:
+    """An owner name kept across restarts (a pod name, say) is fine: the new process
+    holds the name, so whatever is leased in it is the old one's."""
+    await store.register_owner(OWNER, NOW)
+    dlv = await one(store)
+    assert ids(await claim(store)) == [dlv]
+    await store.close()
+
+    again = same_database(store)
+    await again.open()
+    try:
+        assert await again.register_owner(OWNER, NOW + 1) == 1
+        assert ids(await claim(again, NOW + 1)) == [dlv]
+    finally:
+        await again.close()
+
+
+def test_sqlite_one_process_claims_from_a_file(tmp_path: Path) -> None:
+    """A second service on the same file waits until the first is gone, and meanwhile
+    takes none of its claims."""
+
+    async def scenario() -> None:
+        first, second = SQLiteStore(str(tmp_path / "s.db")), SQLiteStore(str(tmp_path / "s.db"))
+        await first.open()
+        await second.open()
+        try:
+            await first.register_owner(OWNER, NOW)
+            dlv = await one(first)
+            assert ids(await claim(first)) == [dlv]
+            waiting = asyncio.create_task(second.register_owner(OTHER_OWNER, NOW + 1))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+            assert await status_of(second, dlv) == PENDING  # reading needs no lock
+            await first.close()  # gone without giving anything back
+            assert await asyncio.wait_for(waiting, 5) == 1
+            assert ids(await claim(second, NOW + 1, owner=OTHER_OWNER)) == [dlv]
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
+
+
+def test_postgres_a_live_owner_keeps_its_claims_until_its_heartbeat_stops(
+    fresh_pg_dsn: str,
+) -> None:
+    async def scenario() -> None:
+        hung, sibling = PostgresStore(fresh_pg_dsn, max_size=2), PostgresStore(fresh_pg_dsn)
+        await hung.open()
+        await sibling.open()
+        try:
+            await hung.register_owner(OWNER, NOW)
+            await sibling.register_owner(OTHER_OWNER, NOW)
+            dlv = await one(hung)
+            [mine] = await claim(hung)
+            assert (await hung.heartbeat(OWNER, NOW + 5, STALE)).released == 0
+            # Alive (its lock is held) and heard from within STALE: nothing is taken.
+            assert await sibling.heartbeat(OTHER_OWNER, NOW + 5 + STALE - 1, STALE) == Sweep(0)
+            assert await claim(sibling, NOW + 5 + STALE - 1, owner=OTHER_OWNER) == []
+
+            # Its session is still there, but it has not been heard from for too long.
+            taken_at = NOW + 5 + STALE + 1
+            assert (await sibling.heartbeat(OTHER_OWNER, taken_at, STALE)).released == 1
+            [theirs] = await claim(sibling, taken_at, owner=OTHER_OWNER)
+            assert theirs.delivery_id == dlv
+
+            # It wakes: told it had been presumed gone, and its late result changes nothing.
+            assert await hung.heartbeat(OWNER, taken_at + 1, STALE) == Sweep(0, rejoined=True)
+            await hung.finish_attempts([result(mine, owner=OWNER)], taken_at + 1)
+            assert await status_of(hung, dlv) == PENDING
+            await sibling.finish_attempts([result(theirs, owner=OTHER_OWNER)], taken_at + 2)
+            assert await status_of(hung, dlv) == DELIVERED
+            # Registered again, alive and heard from: the sibling leaves it alone.
+            assert (await sibling.heartbeat(OTHER_OWNER, taken_at + 2, STALE)).released == 0
+            dlv2 = await one(hung)
+            assert ids(await claim(hung, taken_at + 2)) == [dlv2]
+            assert (await sibling.heartbeat(OTHER_OWNER, taken_at + 3, STALE)).released == 0
+        finally:
+            await hung.close()
+            await sibling.close()
+
+    asyncio.run(scenario())
+
+
+def test_postgres_two_live_processes_cannot_share_an_owner_name(fresh_pg_dsn: str) -> None:
+    async def scenario() -> None:
+        first, second = PostgresStore(fresh_pg_dsn), PostgresStore(fresh_pg_dsn)
+        await first.open()
+        await second.open()
+        try:
+            await first.register_owner(OWNER, NOW)
+            with pytest.raises(OwnerInUse, match=OWNER):
+                await second.register_owner(OWNER, NOW)
+            await first.release_owner(OWNER)
+            assert await second.register_owner(OWNER, NOW + 1) == 0
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
 
 
 # -- factory ----------------------------------------------------------------------------

@@ -3,13 +3,36 @@ rate limit, concurrency), sign and send, and record the outcome with the next at
 scheduled by the endpoint's retry policy.
 
 Results are written in small batches so a busy service makes few store transactions;
-a crash between claim and record loses nothing: the lease expires and another attempt is
-made (at-least-once)."""
+a crash between claim and record loses nothing: the claim is given back and another
+attempt is made (at-least-once).
+
+Claims are leased in the name of `owner`, unique to this process. The lease
+(`lease_seconds`, 120 s) is the last resort; claims come back much sooner:
+
+- Start-up registers the owner before the first claim (`Store.register_owner`): with
+  SQLite this waits until no other process claims from the file, and then every lease in
+  it is an earlier process's and is given back; with PostgreSQL the owner holds a lock
+  that the database drops when the process dies.
+- Every `heartbeat_interval` (2 s) the owner renews its registration, and gives back the
+  claims of owners that are gone (PostgreSQL: their lock is free; so a killed replica's
+  claims are taken over within one interval) or silent for `owner_stale_after` (10 s: a
+  hung process, or a node that vanished while the database still holds its session).
+- Shutdown stops claiming, gives back at once the claims still waiting for their turn
+  (rate limit, concurrency: not attempted, so nothing is lost or repeated), lets the
+  attempts in flight finish within the grace period, cancels the rest, records what
+  finished and gives back everything else (`Store.release_owner`): the next process or
+  another replica attempts them at once.
+- An owner that finds it had been presumed gone (a heartbeat after a long stall) gives
+  back the claims still waiting: their leases were, or may soon be, taken by others.
+
+An attempt cut off by shutdown, or made by an owner presumed gone, may have reached the
+receiver and is made again: receivers de-duplicate with `webhook-id`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -46,6 +69,10 @@ class DispatcherSettings:
     max_in_flight: int = 1000
     poll_interval: float = 0.25
     lease_seconds: float = 120.0
+    # Registration renewed (and gone owners' claims taken back) this often; an owner silent
+    # for owner_stale_after seconds is presumed gone. Both far below lease_seconds.
+    heartbeat_interval: float = 2.0
+    owner_stale_after: float = 10.0
     flush_interval: float = 0.02
     flush_batch: int = 64
 
@@ -68,6 +95,12 @@ class Dispatcher:
     _deferred_tail: dict[NsName, float] = field(default_factory=dict)
     _queued: defaultdict[NsName, int] = field(default_factory=lambda: defaultdict(int))
     _gates: dict[NsName, asyncio.Lock] = field(default_factory=dict)
+    # Attempts not yet sending (waiting for their rate-limit turn or a concurrency slot),
+    # with their claims: these can be given back without losing or repeating anything.
+    _waiting: dict[asyncio.Task[None], Claimed] = field(default_factory=dict)
+    # Held while claiming and dispatching, so shutdown knows when claiming has stopped.
+    _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _heartbeats: asyncio.Task[None] | None = None
     draining: bool = False
 
     def wake(self) -> None:
@@ -119,31 +152,113 @@ class Dispatcher:
 
     async def run(self) -> None:
         self._slots = asyncio.Semaphore(self.settings.max_in_flight)
+        if not await self._register():
+            return
         flusher = asyncio.create_task(self._flush_loop())
+        heartbeats = self._heartbeats = asyncio.create_task(self._heartbeat_loop())
         try:
             while not self.draining:
-                claimed = await self._claim()
+                async with self._claiming:
+                    if self.draining:
+                        break
+                    claimed = await self._claim()
+                    if claimed:
+                        await self._dispatch(claimed)
                 if not claimed:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
                     continue
-                await self._dispatch(claimed)
                 # The SQLite store answers without suspending, so a backlog would keep
                 # this loop claiming without ever letting sends, timers or ingest run.
                 await asyncio.sleep(0)
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, heartbeats):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def drain(self, grace: float) -> None:
-        """Stop claiming; let attempts in flight finish within `grace` seconds, then record them."""
+        """Stop claiming and give back the claims not yet attempted; let attempts in
+        flight finish within `grace` seconds and record them; give back the rest."""
         self.draining = True
         self.wake()
+        # Frees the slots a dispatch in progress may be waiting for, so claiming can stop.
+        await self._give_back_waiting()
+        async with self._claiming:
+            pass  # the loop has stopped claiming
+        await self._give_back_waiting()  # what the last claim started
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace)
+            if unfinished:
+                log.warning(
+                    "%d attempts still in flight after %gs; cutting them off",
+                    len(unfinished),
+                    grace,
+                )
+                for task in unfinished:
+                    task.cancel()
+                await asyncio.gather(*unfinished, return_exceptions=True)
         await self._flush()
+        try:
+            released = await self.store.release_owner(self.settings.owner)
+        except Exception:
+            log.exception("giving back unfinished claims failed; they wait for their lease")
+            return
+        if released:
+            log.info("gave back %d unfinished claims for the next process", released)
+
+    # -- owner registration ----------------------------------------------------------------
+
+    async def _register(self) -> bool:
+        """Register the owner before the first claim, retrying while the store is not
+        reachable; False when shutdown came first."""
+        while not self.draining:
+            try:
+                released = await self.store.register_owner(self.settings.owner, time.time())
+            except Exception:
+                log.exception("registering claim owner %s failed; retrying", self.settings.owner)
+                await asyncio.sleep(self.settings.heartbeat_interval)
+                continue
+            log.info("claiming as %s", self.settings.owner)
+            if released:
+                log.info("gave back %d claims left by an earlier process", released)
+            return True
+        return False
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                sweep = await self.store.heartbeat(
+                    self.settings.owner, time.time(), self.settings.owner_stale_after
+                )
+            except Exception:
+                log.exception("heartbeat of claim owner %s failed", self.settings.owner)
+            else:
+                if sweep.rejoined:
+                    await self._give_back_waiting()
+                if sweep.released:
+                    self.wake()
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _give_back_waiting(self) -> None:
+        """Cancel the attempts that have not started sending and give their claims back,
+        due now."""
+        waiting, self._waiting = self._waiting, {}
+        if not waiting:
+            return
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        ids = [item.delivery_id for item in waiting.values()]
+        try:
+            await self.store.defer(ids, self.settings.owner, time.time())
+        except Exception:
+            log.exception("giving back %d waiting claims failed", len(ids))
 
     async def _claim(self) -> list[Claimed]:
         assert self._slots is not None
@@ -185,7 +300,9 @@ class Dispatcher:
             self._queued[key] += 1
             task = asyncio.create_task(self._attempt(item, config, delay))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._waiting[task] = item
+            # Bookkeeping in a callback: a task cancelled before it starts runs no finally.
+            task.add_done_callback(functools.partial(self._attempt_done, key))
         if holds:
             await self.store.hold(holds, self.settings.owner)
         for until, ids in defers.items():
@@ -233,26 +350,33 @@ class Dispatcher:
             await asyncio.sleep(wait)
 
     async def _attempt(self, item: Claimed, config: EndpointConfig, delay: float) -> None:
-        assert self._slots is not None
         try:
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._admit(config)
             async with self.semaphore(config):
+                task = asyncio.current_task()
+                if task is not None:
+                    self._waiting.pop(task, None)  # sending from here on
                 result = await self._send(item, config)
             self._results.append(result)
             if len(self._results) >= self.settings.flush_batch:
                 self._flush_now.set()
         except Exception:
             log.exception(
-                "attempt of %s failed unexpectedly; its lease will expire", item.delivery_id
+                "attempt of %s failed unexpectedly; its claim is given back at shutdown, "
+                "or when its lease expires",
+                item.delivery_id,
             )
-        finally:
-            self._slots.release()
-            key = (item.namespace, item.endpoint)
-            self._queued[key] -= 1
-            if not self._queued[key]:
-                del self._queued[key]
+
+    def _attempt_done(self, key: NsName, task: asyncio.Task[None]) -> None:
+        assert self._slots is not None
+        self._tasks.discard(task)
+        self._waiting.pop(task, None)
+        self._slots.release()
+        self._queued[key] -= 1
+        if not self._queued[key]:
+            del self._queued[key]
 
     def headers(
         self, item: Claimed, config: EndpointConfig, body: bytes, keys: tuple[bytes, ...]

@@ -47,7 +47,12 @@ class ServiceSettings:
     max_body: int = 256 * 1024
     retention_seconds: float = 30 * 86400.0
     user_secret_refresh: float = 10.0
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # The claim owner: unique to this process, not stable across restarts, and it need not
+    # be: the store proves an owner gone (see store/base.py). The random part keeps two
+    # hosts with one hostname (and pid 1 in containers) from sharing a name.
+    owner: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+    )
     dispatcher: DispatcherSettings | None = None
     shutdown_timeout: float = 20.0
 

@@ -12,8 +12,10 @@ from webhook_operator.store.base import (
     EndpointState,
     NewDelivery,
     NewEvent,
+    OwnerInUse,
     QueueStats,
     Store,
+    Sweep,
 )
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "EndpointState",
     "NewDelivery",
     "NewEvent",
+    "OwnerInUse",
     "QueueStats",
     "Store",
+    "Sweep",
 ]

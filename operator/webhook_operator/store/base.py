@@ -2,7 +2,33 @@
 
 Times are UNIX epoch seconds (float) everywhere, so both backends store and compare the
 same numbers. Ids come from `webhook_operator.ids` and sort by creation time; list
-queries page by id (newest first, `cursor` = the last id of the previous page)."""
+queries page by id (newest first, `cursor` = the last id of the previous page).
+
+Leases and their owners. A worker claims deliveries with a lease (`lease_until`) in its
+owner's name, a name unique to one running process. The lease is the last resort: claims
+come back much sooner when their owner is known to be gone.
+
+- A process registers its owner name before its first claim (`register_owner`) and keeps
+  it alive with `heartbeat` every few seconds. Each heartbeat also gives back the leases
+  of owners that are provably gone, or silent for longer than `stale_after` seconds (a
+  hung process, a node that vanished without closing its connections).
+- A clean shutdown gives back what it did not finish (`release_owner`): the next process
+  claims it at once.
+- What counts as proof depends on the backend. SQLite: one process claims from a file at
+  a time (an exclusive lock beside it, which the kernel drops when the process dies), so
+  every lease found at registration is an earlier process's and is given back.
+  PostgreSQL: each owner holds a session advisory lock on its name for its lifetime; the
+  server drops it when the session ends, so an owner whose lock can be taken is gone, and
+  its leases are given back by whoever notices first (its successor when it registers,
+  or any replica's next heartbeat).
+
+Owner names need not survive restarts (the database proves an owner gone), but may: a
+process holding a name knows that leases already in that name are a previous life's.
+
+A result recorded for a lease that was given back changes nothing (`finish_attempts`
+checks the owner), so a presumed-dead owner that wakes up cannot overwrite the outcome of
+the attempt made in its place: delivery stays at least once, and exactly once when no
+process dies or stalls."""
 
 from __future__ import annotations
 
@@ -164,6 +190,20 @@ class EndpointState:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """What a heartbeat found."""
+
+    released: int  # leases of other owners given back: gone, or silent too long
+    # This owner had been presumed gone (its heartbeat was stale): the leases it held then
+    # were given back, and it is registered again.
+    rejoined: bool = False
+
+
+class OwnerInUse(RuntimeError):
+    """Another live process claims under the same owner name."""
+
+
+@dataclass(frozen=True)
 class QueueStats:
     due: int  # pending/failed deliveries whose next attempt is due now
     oldest_due_age: float  # seconds the oldest due delivery has waited; 0 when none
@@ -200,6 +240,21 @@ class Store(Protocol):
         """Lease up to `limit` PENDING/FAILED deliveries with next_attempt_at <= now whose
         lease is free or expired, ordered by next_attempt_at then id. Two callers never get
         the same delivery while its lease holds (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+
+    async def register_owner(self, owner: str, now: float) -> int:
+        """Become the live claimer `owner` (unique to this process) before claiming, and
+        give back the leases provably left by earlier processes: SQLite waits for the
+        file's claim lock, then gives back every lease; PostgreSQL takes `owner`'s session
+        lock (OwnerInUse when a live session holds it) and gives back the leases held in
+        this name before. Returns how many leases were given back."""
+
+    async def heartbeat(self, owner: str, now: float, stale_after: float) -> Sweep:
+        """Renew `owner`'s registration and give back the leases of owners that are gone or
+        whose last heartbeat is more than `stale_after` seconds before `now`."""
+
+    async def release_owner(self, owner: str) -> int:
+        """Clean shutdown, nothing in flight any more: give back every lease `owner` still
+        holds (due as they were) and end its registration. Returns how many."""
 
     async def finish_attempts(self, results: list[AttemptResult], now: float) -> None:
         """Record attempts (one row each) and apply them to their deliveries (status,

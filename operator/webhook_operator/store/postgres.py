@@ -10,18 +10,34 @@ is done with locks here:
   key, so two replicas accepting the same submission store it once;
 - endpoint state versions come from a sequence, taken under a transaction-level advisory
   lock so they also commit in order: a reader that has seen version N will never later
-  find a newly committed N-1 behind its stats cursor.
+  find a newly committed N-1 behind its stats cursor;
+- claim owners: each process holds a session advisory lock on its owner name, on a
+  connection of its own, for as long as it claims, and keeps a row in `lease_owners` with
+  a heartbeat. PostgreSQL drops a session's locks when the session ends (a killed
+  process's socket closes at once), so an owner whose lock another session can take is
+  provably gone; its leases are given back in the transaction that holds that lock,
+  whoever runs it first: its successor registering, or any replica's heartbeat. An owner
+  whose session lingers (its node vanished without closing the socket) or whose process
+  hangs stops renewing its heartbeat, and after `stale_after` seconds its leases are
+  given back too; when it wakes it finds its row gone and registers again. The lock also
+  keeps two live processes from sharing an owner name.
+
+The owner lock needs a real session: behind PgBouncer, use session pooling for the
+delivery service (transaction pooling would drop the lock after every statement).
 
 psycopg 3 async with a connection pool; connections are in autocommit mode, so a lone
 statement is its own transaction and several run inside `conn.transaction()`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, OperationalError
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -36,7 +52,9 @@ from webhook_operator.store.base import (
     EndpointState,
     NewDelivery,
     NewEvent,
+    OwnerInUse,
     QueueStats,
+    Sweep,
     endpoint_state_updates,
 )
 from webhook_operator.store.sqlite import (
@@ -53,7 +71,14 @@ from webhook_operator.store.sqlite import (
     state_row,
 )
 
+log = logging.getLogger(__name__)
+
 Row = tuple[Any, ...]
+APPLICATION_NAME: Final = "webhook-operator"
+# A predecessor's session under the same name may take a moment to end; so may a reaper's
+# transaction holding the lock of an owner that is reconnecting.
+OWNER_LOCK_TRIES: Final = 10
+OWNER_LOCK_RETRY: Final = 0.2
 
 # -- locks ------------------------------------------------------------------------------
 # Transaction-level advisory locks, two-key form: the first key is a class of our own,
@@ -61,6 +86,8 @@ Row = tuple[Any, ...]
 
 LOCK_IDEMPOTENCY_KEY: Final = "SELECT pg_advisory_xact_lock(1001, hashtext(%(lock_key)s))"
 LOCK_VERSIONS: Final = "SELECT pg_advisory_xact_lock(1002, 0)"
+# Held by the owner's own session for as long as it claims (see the module docstring).
+LOCK_OWNER: Final = "SELECT pg_try_advisory_lock(1003, hashtext(%(owner)s))"
 
 # -- events -----------------------------------------------------------------------------
 
@@ -180,6 +207,38 @@ WHERE namespace = %(namespace)s AND endpoint = %(endpoint)s
 OPEN_ENDPOINTS: Final = """
 SELECT DISTINCT namespace, endpoint FROM deliveries
 WHERE status IN ('pending', 'failed', 'held')
+"""
+
+# -- claim owners -----------------------------------------------------------------------
+
+REGISTER_OWNER: Final = """
+INSERT INTO lease_owners (owner, started_at, heartbeat_at)
+VALUES (%(owner)s, %(now)s, %(now)s)
+ON CONFLICT (owner) DO UPDATE SET
+    started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at
+"""
+
+BEAT: Final = "UPDATE lease_owners SET heartbeat_at = %(now)s WHERE owner = %(owner)s"
+
+# Owners that are gone (their lock can be taken: the session that held it has ended) or
+# silent. The lock taken here is held until commit, so a gone owner's leases are given
+# back by one transaction only. A row renewed by a concurrent heartbeat is re-read before
+# it is deleted, and kept: its owner is alive after all.
+REAP_OWNERS: Final = """
+DELETE FROM lease_owners
+WHERE owner <> %(owner)s
+  AND (heartbeat_at < %(stale_before)s OR pg_try_advisory_xact_lock(1003, hashtext(owner)))
+RETURNING owner
+"""
+
+UNREGISTER_OWNER: Final = "DELETE FROM lease_owners WHERE owner = %(owner)s"
+
+# Leases exist only on open deliveries (every other transition clears them); the status
+# predicate repeats the deliveries_due index's, so this reads that index, not the table.
+RELEASE_LEASES: Final = """
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+WHERE status IN ('pending', 'failed') AND lease_owner = ANY(%(owners)s)
 """
 
 # -- endpoint state ---------------------------------------------------------------------
@@ -364,6 +423,9 @@ class PostgresStore:
         self.min_size = min_size
         self.max_size = max_size
         self._pool: AsyncConnectionPool[Connection] | None = None
+        # The session holding this process's owner lock, and who may use it.
+        self._owner_conn: Connection | None = None
+        self._owner_guard = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -372,7 +434,7 @@ class PostgresStore:
             self.dsn,
             min_size=self.min_size,
             max_size=self.max_size,
-            kwargs={"autocommit": True, "application_name": "webhook-operator"},
+            kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
             open=False,
         )
         await pool.open(wait=True)
@@ -385,6 +447,8 @@ class PostgresStore:
         self._pool = pool
 
     async def close(self) -> None:
+        async with self._owner_guard:
+            await self._end_owner_session()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -455,6 +519,98 @@ class PostgresStore:
         rows = await self._fetchall(CLAIM, params)
         rows.sort(key=lambda row: (row[9], row[0]))
         return [Claimed(*row[:9]) for row in rows]  # CLAIM's first columns are Claimed's fields
+
+    async def register_owner(self, owner: str, now: float) -> int:
+        async with self._owner_guard:
+            conn = await self._owner_session(owner)
+            await conn.execute(REGISTER_OWNER, {"owner": owner, "now": now})
+        # This session holds the name's lock and has claimed nothing yet: leases in this
+        # name are a previous life's.
+        return await self._rowcount(RELEASE_LEASES, {"owners": [owner]})
+
+    async def heartbeat(self, owner: str, now: float, stale_after: float) -> Sweep:
+        async with self._owner_guard:
+            registered = await self._beat(owner, now)
+        if not registered:
+            log.warning(
+                "owner %s had been presumed gone (no heartbeat for %gs): its claims were "
+                "given back; registered again",
+                owner,
+                stale_after,
+            )
+        released = await self._reap(owner, now - stale_after)
+        return Sweep(released=released, rejoined=not registered)
+
+    async def release_owner(self, owner: str) -> int:
+        async with self._transaction() as cur:
+            await cur.execute(RELEASE_LEASES, {"owners": [owner]})
+            released = cur.rowcount
+            await cur.execute(UNREGISTER_OWNER, {"owner": owner})
+        async with self._owner_guard:
+            await self._end_owner_session()
+        return released
+
+    async def _beat(self, owner: str, now: float) -> bool:
+        """Renew the heartbeat; False when the row was gone (re-registered now)."""
+        params = {"owner": owner, "now": now}
+        try:
+            conn = await self._owner_session(owner)
+            cur = await conn.execute(BEAT, params)
+        except OperationalError:
+            # The session ended (a database restart, the network): the lock went with it.
+            # A new session takes it again; the row says whether anyone noticed meanwhile.
+            log.warning("owner session of %s lost; opening a new one", owner, exc_info=True)
+            await self._end_owner_session()
+            conn = await self._owner_session(owner)
+            cur = await conn.execute(BEAT, params)
+        if cur.rowcount:
+            return True
+        await conn.execute(REGISTER_OWNER, params)
+        return False
+
+    async def _reap(self, owner: str, stale_before: float) -> int:
+        async with self._transaction() as cur:
+            await cur.execute(REAP_OWNERS, {"owner": owner, "stale_before": stale_before})
+            gone = [row[0] for row in await cur.fetchall()]
+            if not gone:
+                return 0
+            await cur.execute(RELEASE_LEASES, {"owners": gone})
+            released = cur.rowcount
+        log.info("gave back %d leases of gone or silent owners: %s", released, ", ".join(gone))
+        return released
+
+    async def _owner_session(self, owner: str) -> Connection:
+        """The open session holding `owner`'s lock; opened and locked when there is none.
+        Call with `_owner_guard` held."""
+        if self._owner_conn is not None and not self._owner_conn.closed:
+            return self._owner_conn
+        conn = await AsyncConnection.connect(
+            self.dsn, autocommit=True, application_name=APPLICATION_NAME
+        )
+        try:
+            for attempt in range(OWNER_LOCK_TRIES):
+                cur = await conn.execute(LOCK_OWNER, {"owner": owner})
+                row = await cur.fetchone()
+                if row is not None and row[0]:
+                    break
+                if attempt + 1 == OWNER_LOCK_TRIES:
+                    raise OwnerInUse(
+                        f"another live session holds the lock of claim owner {owner!r}: "
+                        "two processes use this owner name, and each needs its own"
+                    )
+                await asyncio.sleep(OWNER_LOCK_RETRY)
+        except BaseException:
+            await conn.close()
+            raise
+        self._owner_conn = conn
+        return conn
+
+    async def _end_owner_session(self) -> None:
+        """Close the owner session, which drops its lock. Call with `_owner_guard` held."""
+        conn, self._owner_conn = self._owner_conn, None
+        if conn is not None:
+            with contextlib.suppress(OperationalError):
+                await conn.close()
 
     async def finish_attempts(self, results: list[AttemptResult], now: float) -> None:
         if not results:

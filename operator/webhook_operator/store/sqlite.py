@@ -6,11 +6,21 @@ handing it to a thread on a small machine. Because nothing awaits inside a trans
 coroutines of this process cannot interleave within one, and `BEGIN IMMEDIATE` takes the
 write lock up front so a transaction never fails half-way on a busy database.
 
-Leases still matter with one process: a worker that crashes mid-attempt leaves its
-delivery leased, and it is claimed again once `lease_until` has passed."""
+One process claims from a file at a time: `register_owner` takes an exclusive lock on
+`<file>.claim.lock` (flock, held until the store closes; the kernel drops it when the
+process dies), and a second delivery service on the same file waits for it, saying so in
+its log. So every lease found at registration was left by an earlier process that is gone
+(killed mid-attempt, or stopped before it could give its claims back): all are given back
+at once instead of waiting out `lease_until`. Other readers of the file (tools, tests)
+take no lock. The lock is only as good as the file system's flock: keep the file on a
+local volume, as SQLite itself requires."""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,10 +40,16 @@ from webhook_operator.store.base import (
     NewDelivery,
     NewEvent,
     QueueStats,
+    Sweep,
     endpoint_state_updates,
 )
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS: Final = 5000
+# How often a second service retries the claim lock, and how often it says it is waiting.
+CLAIM_LOCK_POLL: Final = 0.2
+CLAIM_LOCK_LOG_EVERY: Final = 10.0
 
 PRAGMAS: Final = (
     "PRAGMA journal_mode = WAL",
@@ -148,6 +164,18 @@ WHERE namespace = :namespace AND endpoint = :endpoint AND status IN ('pending', 
 OPEN_ENDPOINTS: Final = """
 SELECT DISTINCT namespace, endpoint FROM deliveries
 WHERE status IN ('pending', 'failed', 'held')
+"""
+
+# Leases exist only on open deliveries (every other transition clears them), and the status
+# predicate repeats the deliveries_due index's, so these read that small index.
+RELEASE_ALL_LEASES: Final = """
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+WHERE status IN ('pending', 'failed') AND lease_owner IS NOT NULL
+"""
+
+RELEASE_OWNER_LEASES: Final = """
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+WHERE status IN ('pending', 'failed') AND lease_owner = ?
 """
 
 # -- endpoint state ---------------------------------------------------------------------
@@ -333,6 +361,7 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._claim_lock: int | None = None  # fd of the held <file>.claim.lock
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -349,6 +378,7 @@ class SQLiteStore:
         self._db = conn
 
     async def close(self) -> None:
+        self._unlock_claims()
         if self._db is not None:
             # SQLite never gathers planner statistics by itself; this refreshes stale ones.
             self._db.execute("PRAGMA optimize")
@@ -404,6 +434,27 @@ class SQLiteStore:
             lease_until = now + lease_seconds
             conn.executemany(TAKE_LEASE, [(owner, lease_until, row[0]) for row in rows])
         return [Claimed(*row) for row in rows]  # SELECT_DUE's columns are Claimed's fields
+
+    async def register_owner(self, owner: str, now: float) -> int:
+        if self._claim_lock is None and self.path != ":memory:":
+            self._claim_lock = await _lock_claims(f"{self.path}.claim.lock", owner)
+        with self._write() as conn:
+            return conn.execute(RELEASE_ALL_LEASES).rowcount
+
+    async def heartbeat(self, owner: str, now: float, stale_after: float) -> Sweep:
+        # Nobody else claims from this file, so there is nobody to renew for or take from.
+        return Sweep(released=0)
+
+    async def release_owner(self, owner: str) -> int:
+        with self._write() as conn:
+            released = conn.execute(RELEASE_OWNER_LEASES, (owner,)).rowcount
+        self._unlock_claims()
+        return released
+
+    def _unlock_claims(self) -> None:
+        if self._claim_lock is not None:
+            os.close(self._claim_lock)  # closing the only descriptor drops the flock
+            self._claim_lock = None
 
     async def finish_attempts(self, results: list[AttemptResult], now: float) -> None:
         if not results:
@@ -707,6 +758,38 @@ def state_row(row: Sequence[Any], counts: dict[str, int] | None = None) -> Endpo
         enable_token=row[11],
         counts=counts or {},
     )
+
+
+async def _lock_claims(path: str, owner: str) -> int:
+    """An exclusive flock on `path`, waited for as long as another process holds it;
+    returns the descriptor that holds it. The holder writes its name into the file so a
+    waiting process can say whom it waits for."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        waited, next_log = 0.0, 0.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited >= next_log:
+                    holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "unknown"
+                    log.warning(
+                        "waiting %.0fs so far for %s: another delivery service (%s) is "
+                        "claiming deliveries from this SQLite file; one process at a time may",
+                        waited,
+                        path,
+                        holder,
+                    )
+                    next_log += CLAIM_LOCK_LOG_EVERY
+                await asyncio.sleep(CLAIM_LOCK_POLL)
+                waited += CLAIM_LOCK_POLL
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"owner {owner}, pid {os.getpid()}\n".encode(), 0)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _insert_event(
