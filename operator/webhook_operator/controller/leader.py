@@ -4,7 +4,12 @@ Kopf's own peering freezes every operator of equal priority and does not cover w
 runs outside its handlers; a Lease is what the rest of Kubernetes uses, and `kubectl get
 lease` shows who leads. The leader renews every `renew_every` seconds; a standby takes
 over once a lease has not been renewed for `duration` seconds. A leader that cannot renew
-stops at once rather than risk two leaders."""
+stops at once rather than risk two leaders.
+
+Every Lease call is cut off in time: a renewal may take no longer than what is left until
+the renew deadline (two thirds of the lease duration after the last success), so an
+apiserver that stops answering cannot keep a leader running past its lease while a
+standby takes over."""
 
 from __future__ import annotations
 
@@ -94,15 +99,24 @@ class LeaderElector:
             raise
         return True
 
+    @property
+    def renew_deadline(self) -> float:
+        """Seconds after the last renewal at which the leader gives up: a third of the
+        lease before a standby may take over, so the two never overlap."""
+        return self.duration * 2 / 3
+
     async def acquire(self) -> None:
         announced = False
         while True:
             try:
-                if await self.try_acquire():
+                # Bounded: a hung call must not keep a standby from ever trying again.
+                if await asyncio.wait_for(self.try_acquire(), max(self.renew_every, 1.0)):
                     log.info(
                         "leading as %s (lease %s/%s)", self.identity, self.namespace, self.name
                     )
                     return
+            except TimeoutError:
+                log.warning("lease %s/%s: no answer from the apiserver", self.namespace, self.name)
             except Exception as exc:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             if not announced:
@@ -112,33 +126,52 @@ class LeaderElector:
 
     async def keep(self) -> None:
         """Renew until cancelled; raise LostLeadership when the lease cannot be held."""
-        last_ok = _now()
+        loop = asyncio.get_running_loop()
+        last_ok = loop.time()
+        pause = self.renew_every
         while True:
-            await asyncio.sleep(self.renew_every)
+            await asyncio.sleep(min(pause, max(last_ok + self.renew_deadline - loop.time(), 0)))
+            left = last_ok + self.renew_deadline - loop.time()
+            if left <= 0:
+                raise LostLeadership(
+                    f"could not renew lease {self.namespace}/{self.name} "
+                    f"within {self.renew_deadline:.1f}s"
+                )
+            # The renewTime written is taken when the attempt starts: count from there.
+            started = loop.time()
             try:
-                if await self.try_acquire():
-                    last_ok = _now()
-                    continue
-                raise LostLeadership(f"lease {self.namespace}/{self.name} taken by another replica")
-            except LostLeadership:
-                raise
+                held = await asyncio.wait_for(self.try_acquire(), left)
+            except TimeoutError:
+                log.warning("renewing lease: no answer from the apiserver")
             except Exception as exc:
                 log.warning("renewing lease failed: %s", exc)
-            if _now() - last_ok > timedelta(seconds=self.duration * 2 / 3):
-                raise LostLeadership(f"could not renew lease {self.namespace}/{self.name}")
+            else:
+                if not held:
+                    raise LostLeadership(
+                        f"lease {self.namespace}/{self.name} taken by another replica"
+                    )
+                last_ok = started
+                pause = self.renew_every
+                continue
+            # Failed: try again sooner, while there is still time before the deadline.
+            pause = self.renew_every / 2
 
     async def release(self) -> None:
         """Hand over at once on a clean shutdown instead of making the standby wait."""
         try:
-            lease = await self.kube.read_lease(self.namespace, self.name)
-            if lease is None or lease.spec.holder_identity != self.identity:
-                return
-            spec = {
-                **self._spec(_now(), lease.spec.lease_transitions or 0, None),
-                "holderIdentity": None,
-                "leaseDurationSeconds": 1,
-            }
-            body = self._lease(spec, lease.metadata.resource_version)
-            await self.kube.replace_lease(self.namespace, self.name, body)
+            # Bounded: a shutdown must not wait on an apiserver that does not answer.
+            await asyncio.wait_for(self._release(), self.renew_deadline)
         except Exception as exc:
-            log.warning("releasing lease failed: %s", exc)
+            log.warning("releasing lease failed: %s", str(exc) or "no answer from the apiserver")
+
+    async def _release(self) -> None:
+        lease = await self.kube.read_lease(self.namespace, self.name)
+        if lease is None or lease.spec.holder_identity != self.identity:
+            return
+        spec = {
+            **self._spec(_now(), lease.spec.lease_transitions or 0, None),
+            "holderIdentity": None,
+            "leaseDurationSeconds": 1,
+        }
+        body = self._lease(spec, lease.metadata.resource_version)
+        await self.kube.replace_lease(self.namespace, self.name, body)

@@ -3,15 +3,23 @@
 The delivery service reads Kubernetes only through these watches (apps, endpoints,
 Secrets); it never polls per object. A watch that ends is resumed from the last
 resourceVersion; one that is too old (410 Gone) is replaced by a fresh list, whose
-differences from what we held are reported as deletions and updates."""
+differences from what we held are reported as deletions and updates.
+
+While the apiserver is unreachable the last state is kept and served, and the informer
+retries with a backoff that stays short (at most 10 s, jittered so replicas do not all
+come back in the same instant): once the apiserver is back, changes flow again within
+seconds. A list has no total timeout (a big one may take a while) but is abandoned after
+60 s without a byte, as is a watch shortly past its server-side timeout."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -20,6 +28,16 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 OnEvent = Callable[[str, dict[str, Any]], None]
+
+LIST_TIMEOUT = aiohttp.ClientTimeout(sock_connect=5.0, sock_read=60.0)
+WATCH_TIMEOUT_SECONDS = 300
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+
+
+def backoff_delay(backoff: float, rand: float) -> float:
+    """Sleep between a half and all of `backoff`; `rand` is a draw in [0, 1)."""
+    return backoff * (0.5 + rand / 2)
 
 
 def key_of(obj: dict[str, Any]) -> Key:
@@ -51,7 +69,8 @@ class Informer:
         return result
 
     async def _list(self) -> str:
-        result = self._as_dict(await self.list_fn(**self.list_kwargs))
+        listed = await self.list_fn(_request_timeout=LIST_TIMEOUT, **self.list_kwargs)
+        result = self._as_dict(listed)
         items = [self._as_dict(i) for i in result.get("items") or []]
         seen = set()
         for item in items:
@@ -77,19 +96,23 @@ class Informer:
             self.known[key] = (obj.get("metadata") or {}).get("resourceVersion", "")
         self.on_event(kind, obj)
 
+    async def _pause(self, backoff: float) -> float:
+        await asyncio.sleep(backoff_delay(backoff, random.random()))
+        return min(backoff * 2, BACKOFF_MAX)
+
     async def run(self) -> None:
-        backoff = 0.5
+        backoff = BACKOFF_FIRST
         while True:
             try:
                 version = await self._list()
                 self.synced.set()
-                backoff = 0.5
+                backoff = BACKOFF_FIRST
                 while True:
                     w = watch.Watch()
                     async with w.stream(
                         self.list_fn,
                         resource_version=version,
-                        timeout_seconds=300,
+                        timeout_seconds=WATCH_TIMEOUT_SECONDS,
                         allow_watch_bookmarks=True,
                         **self.list_kwargs,
                     ) as stream:
@@ -101,9 +124,7 @@ class Informer:
             except ApiException as exc:
                 if exc.status != 410:
                     log.warning("watch %s: %s", self.name, exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    backoff = await self._pause(backoff)
             except Exception as exc:
-                log.warning("watch %s failed, relisting: %s", self.name, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                log.warning("watch %s failed, relisting: %r", self.name, exc)
+                backoff = await self._pause(backoff)

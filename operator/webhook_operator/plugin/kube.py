@@ -3,7 +3,12 @@ endpoint and its signing Secret, set annotations, merge-patch `spec.active`.
 
 The kubeconfig's own credentials are used as they are (exec plugins and client
 certificates included), so whatever lets `kubectl` edit endpoints lets these commands do
-the same, and RBAC errors are the apiserver's own words."""
+the same, and RBAC errors are the apiserver's own words.
+
+Every call is bounded: 5 s to connect and 30 s for the answer, with at most one retry of a
+failed connection (urllib3 would otherwise retry three times, and a GET's read timeout
+too, so a hung apiserver could hold a command for two minutes). When the apiserver does
+not answer, the command ends with exit code 3 and says so in one line."""
 
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from webhook_operator.plugin.client import exit_code
 from webhook_operator.plugin.errors import Exit, PluginError
 
 PLURAL = "webhookendpoints"
-REQUEST_TIMEOUT = 30
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
+REQUEST_TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
 # The keys of the generated Secret, current first: the order `verify` numbers keys in.
 SECRET_FIELDS = (rotation.CURRENT_KEY, rotation.PREVIOUS_KEY)
 
@@ -33,9 +40,13 @@ SECRET_FIELDS = (rotation.CURRENT_KEY, rotation.PREVIOUS_KEY)
 def connect(kubeconfig: str) -> client.ApiClient:
     """An API client for the kubeconfig's current context; never writes the kubeconfig
     back (the library would, to cache refreshed auth-provider tokens)."""
+    configuration = client.Configuration()
+    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
     try:
         new_client = cast(Any, config.new_client_from_config)
-        api: client.ApiClient = new_client(config_file=kubeconfig, persist_config=False)
+        api: client.ApiClient = new_client(
+            config_file=kubeconfig, persist_config=False, client_configuration=configuration
+        )
     except ConfigException as exc:
         raise PluginError(f"cannot use kubeconfig {kubeconfig}: {exc}") from None
     return api
@@ -68,11 +79,26 @@ def api_errors(api: client.ApiClient, what: str) -> Iterator[None]:
             ) from None
         raise PluginError(_status_message(exc), exit_code(status)) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise PluginError(
-            f"cannot reach the Kubernetes API at {api.configuration.host}: {reason}",
-            Exit.UNREACHABLE,
-        ) from None
+        raise PluginError(_unreachable(api, exc), Exit.UNREACHABLE) from None
+
+
+def _unreachable(api: client.ApiClient, exc: BaseException) -> str:
+    """One line on why the apiserver did not answer, without urllib3's object reprs."""
+    host = api.configuration.host
+    reason = getattr(exc, "reason", None)
+    cause = reason if isinstance(reason, BaseException) else exc
+    if isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+        return f"cannot reach the Kubernetes API at {host}: no connection within {CONNECT_TIMEOUT}s"
+    if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+        # Also a TLS handshake that never completes, bounded by the connect timeout.
+        return (
+            f"the Kubernetes API at {host} did not answer in time: it may be down or"
+            " overloaded; try again (kubectl cluster-info shows whether it is up)"
+        )
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):
+        detail = str(cause).split(": ", 1)[-1]
+        return f"cannot reach the Kubernetes API at {host}: {detail}"
+    return f"cannot reach the Kubernetes API at {host}: {reason or exc}"
 
 
 def _not_found(namespace: str, name: str) -> str:
