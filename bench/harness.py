@@ -38,6 +38,7 @@ class Setup:
     kubeconfig: Path  # admin kubeconfig of the local cluster, to change objects mid-run
     ingest_urls: list[str]  # one per delivery-service process
     delivery_pids: list[int]
+    metrics_url: str  # /metrics of the first delivery-service process
 
 
 def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> None:
@@ -89,9 +90,11 @@ def _objects(
 
 
 def start_delivery(
-    kubeconfig: Path, store: str, port: int, log_path: Path
+    kubeconfig: Path, store: str, port: int, log_path: Path, metrics_port: int | None = None
 ) -> subprocess.Popen[bytes]:
-    """The delivery service on 127.0.0.1:`port`, allowed to deliver to 127.0.0.1."""
+    """The delivery service on 127.0.0.1:`port`, allowed to deliver to 127.0.0.1, with
+    /metrics on 127.0.0.1:`metrics_port` (not served when None)."""
+    metrics = f"127.0.0.1:{metrics_port}" if metrics_port else "off"
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [
@@ -100,6 +103,7 @@ def start_delivery(
                 f"--kubeconfig={kubeconfig}",
                 f"--store={store}",
                 f"--listen=127.0.0.1:{port}",
+                f"--metrics-listen={metrics}",
                 "--allow-cidr=127.0.0.1/32",
             ],
             stdout=log,
@@ -161,11 +165,18 @@ def running(
         if processes > 1 and store.startswith("sqlite:"):
             raise ValueError("several delivery processes need a PostgreSQL store")
         bases: list[str] = []
+        metrics_port = free_port()
         deliveries: list[subprocess.Popen[bytes]] = []
         for n in range(processes):
             dport = free_port()
             deliveries.append(
-                start_delivery(info.kubeconfig, store, dport, work / f"delivery-{n}.log")
+                start_delivery(
+                    info.kubeconfig,
+                    store,
+                    dport,
+                    work / f"delivery-{n}.log",
+                    metrics_port if n == 0 else None,
+                )
             )
             bases.append(f"http://127.0.0.1:{dport}")
         procs.extend(deliveries)
@@ -186,6 +197,7 @@ def running(
             store="sqlite" if store.startswith("sqlite:") else "postgresql",
             ingest_urls=urls,
             delivery_pids=[d.pid for d in deliveries],
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
         )
     finally:
         for proc in procs:

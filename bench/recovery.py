@@ -52,11 +52,6 @@ class Drain:
     peak_rss_mb: float
 
 
-def service_base(setup: Setup) -> str:
-    """The delivery service's base URL: the ingest URL without its /v1/... path."""
-    return setup.ingest_url.split("/v1/", 1)[0]
-
-
 def gauge(metrics_text: str, name: str) -> float | None:
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
@@ -71,7 +66,7 @@ def wait_held(setup: Setup, expected: int, timeout: float) -> int:
     deadline = time.time() + timeout
     held = 0
     while time.time() < deadline:
-        text = httpx.get(f"{service_base(setup)}/metrics", timeout=10).text
+        text = httpx.get(setup.metrics_url, timeout=10).text
         held = int(gauge(text, HELD_GAUGE) or 0)
         if held >= expected:
             break

@@ -136,6 +136,7 @@ class DeliveryProcess:
         self.extra = extra
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -148,6 +149,7 @@ class DeliveryProcess:
                 f"--kubeconfig={self.kubeconfig}",
                 f"--store={self.store_url}",
                 f"--listen=127.0.0.1:{self.port}",
+                f"--metrics-listen={self.metrics_url.removeprefix('http://').split('/')[0]}",
                 "--allow-cidr=127.0.0.1/32",
                 *self.extra,
             ],

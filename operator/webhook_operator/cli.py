@@ -150,7 +150,24 @@ def delivery(
             "10.0.0.0/8 for in-cluster receivers. Everything non-public is refused otherwise.",
         ),
     ] = None,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            help="host:port of /metrics, apart from the API since it names every tenant's "
+            'objects ("off": not served).'
+        ),
+    ] = "0.0.0.0:9090",
     max_body: Annotated[int, typer.Option(help="Largest event body accepted, bytes.")] = 256 * 1024,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a client has to finish its request headers (from connecting or from "
+            "its previous response); idle connections close then too."
+        ),
+    ] = 15.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send a whole request body.")
+    ] = 30.0,
     retention: Annotated[
         str, typer.Option(help="How long events and their delivery log are kept.")
     ] = "720h",
@@ -175,6 +192,10 @@ def delivery(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     host, _, port = listen.rpartition(":")
+    metrics_host, metrics_port = "", None
+    if metrics_listen != "off":
+        metrics_host, _, raw_port = metrics_listen.rpartition(":")
+        metrics_port = int(raw_port)
     cidrs: list[str] = []
     for value in allow_cidr or []:
         cidrs.extend(c.strip() for c in value.split(",") if c.strip())
@@ -185,6 +206,10 @@ def delivery(
         port=int(port),
         allow_cidrs=tuple(cidrs),
         max_body=max_body,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        metrics_host=metrics_host or "0.0.0.0",
+        metrics_port=metrics_port,
         retention_seconds=parse_duration(retention).total_seconds(),
     )
     settings.dispatcher = DispatcherSettings(owner=settings.owner, lease_seconds=lease_seconds)

@@ -232,7 +232,7 @@ def test_ingest_errors_say_what_is_wrong(
         emit(svc, namespace, producer, raw=b"{nope"), 400, "MalformedJSON"
     )
     assert "type" in error(
-        emit(svc, namespace, producer, raw=b'{"data": {}}'), 400, "MalformedEvent"
+        emit(svc, namespace, producer, raw=b'{"data": {}}'), 400, "InvalidEventType"
     )
     error(emit(svc, namespace, producer, app_name="nope"), 403, "Forbidden")  # not granted: no leak
     assert "refund.issued" in error(
@@ -605,7 +605,9 @@ def test_rate_limit_is_enforced(
 
 
 def test_metrics_and_openapi(delivery_service: DeliveryProcess) -> None:
-    metrics = httpx.get(f"{delivery_service.url}/metrics", timeout=10).text
+    # Metrics name every tenant's objects: only on their own listener, not on the API.
+    assert httpx.get(f"{delivery_service.url}/metrics", timeout=10).status_code == 404
+    metrics = httpx.get(delivery_service.metrics_url, timeout=10).text
     for name in (
         "webhook_delivery_attempts",
         "webhook_delivery_latency_seconds",

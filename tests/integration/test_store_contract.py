@@ -1165,3 +1165,22 @@ async def test_endpoints_with_open_deliveries(store: Store) -> None:
     assert sorted(await store.endpoints_with_open_deliveries()) == [(NS, "ep-1"), (NS, "ep-2")]
     await store.cancel_endpoint(NS, "ep-1", NOW)
     assert await store.endpoints_with_open_deliveries() == [(NS, "ep-2")]
+
+
+@contract
+async def test_an_event_the_database_refuses_fails_alone(store: Store) -> None:
+    # What each database cannot hold: SQLite cannot encode a lone surrogate, PostgreSQL
+    # cannot store a NUL in text. Ingest refuses both earlier; the store must still isolate.
+    good = [NewEvent(event_id(NOW), NS, APP, "order.created", "{}", None, NOW) for _ in range(3)]
+    bad = [
+        NewEvent(event_id(NOW), NS, APP, "order.\ud800", '{"a":"\ud800"}', None, NOW),
+        NewEvent(event_id(NOW), NS, APP, "order.a\x00b", "{}", None, NOW),
+    ]
+    batch = [good[0], bad[0], good[1], bad[1], good[2]]
+    outcomes = await store.create_events(
+        [(e, [NewDelivery(delivery_id(NOW), "ep-1", PENDING, NOW)]) for e in batch]
+    )
+    assert [o for i, o in enumerate(outcomes) if i in (0, 2, 4)] == [(e.id, 1, False) for e in good]
+    assert isinstance(outcomes[1], Exception)
+    stored = await ids_of(store, DeliveryQuery(NS, app=APP))
+    assert len(stored) == 3 + (0 if isinstance(outcomes[3], Exception) else 1)

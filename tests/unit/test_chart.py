@@ -165,9 +165,11 @@ def test_defaults_wire_the_operator_to_the_delivery_service() -> None:
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     service = named(docs, "Service", f"{FULLNAME}-delivery")
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
     ]
     delivery = deployment(docs, "delivery")
+    assert "--metrics-listen=0.0.0.0:9090" in args(delivery)
     pod_labels = delivery["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     # The operator's pods must not match the Service.
@@ -291,7 +293,9 @@ def test_service_monitor_scrapes_the_delivery_service() -> None:
         service["metadata"]["labels"].items()
     )
     [endpoint] = monitor["spec"]["endpoints"]
-    assert endpoint["port"] == "http"
+    # The metrics port, not the API's: the series name every tenant's objects.
+    assert endpoint["port"] == "metrics"
+    assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
     assert endpoint["honorLabels"] is True
 

@@ -291,7 +291,7 @@ def answering(status: int, body: object) -> DeliveryClient:
         (400, Exit.USAGE),
         (422, Exit.USAGE),
         (500, Exit.SERVER),
-        (503, Exit.SERVER),
+        (503, Exit.UNREACHABLE),
     ],
 )
 def test_http_errors_map_to_exit_codes_with_the_service_message(status: int, code: Exit) -> None:
@@ -300,6 +300,20 @@ def test_http_errors_map_to_exit_codes_with_the_service_message(status: int, cod
         svc.delivery("ns", "dlv_1")
     assert caught.value.code == code
     assert caught.value.message.startswith("x may not list y")
+
+
+def test_a_503_says_when_to_retry() -> None:
+    def handler(_: httpx.Request) -> httpx.Response:
+        body = {"error": {"reason": "KubernetesUnavailable", "message": "Kubernetes is down."}}
+        return httpx.Response(503, json=body, headers={"Retry-After": "5"})
+
+    svc = DeliveryClient("http://svc", "tok", transport=httpx.MockTransport(handler))
+    with pytest.raises(PluginError) as caught:
+        svc.ping("ns", "ep")
+    assert caught.value.code == Exit.UNREACHABLE
+    assert caught.value.message == (
+        "Kubernetes is down; retry after 5 s (KubernetesUnavailable, HTTP 503)"
+    )
 
 
 def test_a_non_json_error_is_reported_plainly() -> None:

@@ -81,6 +81,10 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.watching.reconnect_backoff = 1.0
+        # A stopped apiserver must not hold a call for kopf's default of minutes.
+        settings.watching.connect_timeout = 5
+        settings.networking.connect_timeout = 5
+        settings.networking.request_timeout = 30
         # Our own Events say what happened; kopf's per-handler Events would be noise.
         settings.posting.enabled = False
 
@@ -103,7 +107,8 @@ async def _probes(settings: ControllerSettings, role: dict[str, str]) -> web.App
     # A standby is ready too: it is doing its job (waiting), and a rollout of two replicas
     # must not stall on it.
     app.router.add_get("/readyz", healthz)
-    runner = web.AppRunner(app, access_log=None)
+    # The keep-alive timer closes connections that never finish a request (header timeout).
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=15.0)
     await runner.setup()
     await web.TCPSite(runner, settings.probe_host, settings.probe_port).start()
     return runner

@@ -4,18 +4,22 @@ the operator, probes and metrics. Every error is JSON that says what is wrong:
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+import psycopg_pool
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from webhook_operator import ids
 from webhook_operator.delivery import ingest, wire
-from webhook_operator.delivery.auth import Forbidden, Unauthenticated
+from webhook_operator.delivery.auth import AuthorizationUnavailable, Forbidden, Unauthenticated
 from webhook_operator.delivery.openapi import OPENAPI
 from webhook_operator.store.base import DeliveryQuery, DeliveryStatus
 
@@ -23,6 +27,13 @@ if TYPE_CHECKING:
     from webhook_operator.delivery.service import Service
 
 log = logging.getLogger(__name__)
+# The database is down, locked past its busy timeout or out of connections: the request
+# may succeed later, so it is a 503 rather than a 500.
+STORE_UNAVAILABLE = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_PAGE = 500
 REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED)
@@ -34,12 +45,17 @@ class ApiError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
-def error_response(status: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"error": {"reason": reason, "message": message}}, status=status)
+def error_response(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"reason": reason, "message": message}}, status=status, headers=headers
+    )
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON with a reason, whatever raised it."""
     try:
         return await handler(request)
     except ApiError as exc:
@@ -50,17 +66,96 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(401, "Unauthorized", str(exc))
     except Forbidden as exc:
         return error_response(403, "Forbidden", str(exc))
+    except AuthorizationUnavailable as exc:
+        return error_response(
+            503,
+            "KubernetesUnavailable",
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    except STORE_UNAVAILABLE as exc:
+        log.warning("%s %s: the store is unavailable: %s", request.method, request.path, exc)
+        return error_response(
+            503,
+            "StoreUnavailable",
+            "the delivery service cannot reach its database; nothing was stored, try again",
+            headers={"Retry-After": "5"},
+        )
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
         raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(
+            500, "InternalError", "the delivery service failed on this request; see its log"
+        )
+
+
+def _whole_number(raw: str, name: str, low: int, high: int, reason: str) -> int:
+    # isdigit() alone would take "²", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))) or not (
+        low <= int(raw) <= high
+    ):
+        raise ApiError(400, reason, f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
 
 
 def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise ApiError(400, "BadLimit", f"limit must be a whole number from 1 to {MAX_PAGE}")
-    return int(raw)
+    return _whole_number(request.query.get("limit", "50"), "limit", 1, MAX_PAGE, "BadLimit")
+
+
+# What Kubernetes allows as names: anything else cannot exist, so it is refused before it
+# reaches the store (PostgreSQL refuses a NUL in text with an error, not an empty answer).
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_ID = re.compile(r"[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}")
+_PATH_NAMES = {
+    "namespace": (_DNS_LABEL, "a namespace name (a DNS label)"),
+    "app": (_DNS_SUBDOMAIN, "a WebhookApp name (a DNS subdomain)"),
+    "endpoint": (_DNS_SUBDOMAIN, "a WebhookEndpoint name (a DNS subdomain)"),
+    "id": (_ID, "a delivery id such as dlv_01J…"),
+}
+
+
+def _name(request: web.Request, key: str) -> str:
+    value = request.match_info[key]
+    pattern, what = _PATH_NAMES[key]
+    if not pattern.fullmatch(value):
+        raise ApiError(400, "InvalidName", f"{value!r} is not {what}")
+    return value
+
+
+def _query_name(request: web.Request, key: str) -> str | None:
+    value = request.query.get(key) or None
+    if value is not None and not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ApiError(400, "InvalidName", f"{key}={value!r} is not a Kubernetes object name")
+    return value
+
+
+def _cursor(request: web.Request) -> str | None:
+    value = request.query.get("cursor") or None
+    if value is not None and not _ID.fullmatch(value):
+        raise ApiError(400, "BadCursor", "cursor must be the `next` value of a previous page")
+    return value
+
+
+def _json_body_type(request: web.Request) -> None:
+    """JSON is the only body accepted; no Content-Type at all is taken to mean JSON."""
+    if request.headers.get("Content-Type") is None:
+        return
+    mime = request.content_type
+    charset = request.charset
+    if not (mime == "application/json" or mime.endswith("+json")) or (
+        charset is not None and charset.lower() not in ("utf-8", "utf8")
+    ):
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"send the body as Content-Type: application/json (UTF-8), not {mime!r}",
+        )
 
 
 def _statuses(request: web.Request) -> tuple[DeliveryStatus, ...]:
@@ -97,7 +192,6 @@ class Routes:
         r.add_post("/v1/namespaces/{namespace}/endpoints/{endpoint}/ping", self.ping)
         r.add_get("/internal/v1/endpoint-stats", self.endpoint_stats)
         r.add_get("/openapi.json", self.openapi)
-        r.add_get("/metrics", self.metrics)
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
         return app
@@ -105,18 +199,35 @@ class Routes:
     # -- ingest ----------------------------------------------------------------------------
 
     async def _body(self, request: web.Request) -> bytes:
+        """The whole body, however it is chunked: 413 past the limit, 408 when the client
+        stops sending."""
+        _json_body_type(request)
         limit = self.svc.settings.max_body
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(
                 413, "TooLarge", f"the body is {request.content_length} bytes; the limit is {limit}"
             )
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            raise ApiError(413, "TooLarge", f"the body is over the limit of {limit} bytes")
-        return body
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.svc.settings.body_timeout):
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ApiError(
+                            413, "TooLarge", f"the body is over the limit of {limit} bytes"
+                        )
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(
+                408,
+                "BodyTimeout",
+                f"the body did not arrive within {self.svc.settings.body_timeout:g} s",
+            ) from None
+        return b"".join(chunks)
 
     async def emit(self, request: web.Request) -> web.Response:
-        namespace, app_name = request.match_info["namespace"], request.match_info["app"]
+        namespace, app_name = _name(request, "namespace"), _name(request, "app")
         await self.svc.authorizer.require(
             request.headers.get("Authorization"), "emit", namespace, app_name
         )
@@ -134,7 +245,7 @@ class Routes:
     # -- history ---------------------------------------------------------------------------
 
     async def _endpoint_app(self, request: web.Request, verb: str) -> tuple[str, str, str]:
-        namespace, endpoint = request.match_info["namespace"], request.match_info["endpoint"]
+        namespace, endpoint = _name(request, "namespace"), _name(request, "endpoint")
         config = self.svc.registry.endpoints.get((namespace, endpoint))
         auth = request.headers.get("Authorization")
         if config is None:
@@ -153,7 +264,7 @@ class Routes:
         return web.json_response({"items": [wire.delivery(r) for r in rows], "next": cursor})
 
     async def app_deliveries(self, request: web.Request) -> web.Response:
-        namespace, app = request.match_info["namespace"], request.match_info["app"]
+        namespace, app = _name(request, "namespace"), _name(request, "app")
         await self.svc.authorizer.require(
             request.headers.get("Authorization"), "list", namespace, app
         )
@@ -161,9 +272,9 @@ class Routes:
             DeliveryQuery(
                 namespace=namespace,
                 app=app,
-                endpoint=request.query.get("endpoint") or None,
+                endpoint=_query_name(request, "endpoint"),
                 statuses=_statuses(request),
-                cursor=request.query.get("cursor") or None,
+                cursor=_cursor(request),
                 limit=_limit(request),
             )
         )
@@ -175,13 +286,13 @@ class Routes:
                 namespace=namespace,
                 endpoint=endpoint,
                 statuses=_statuses(request),
-                cursor=request.query.get("cursor") or None,
+                cursor=_cursor(request),
                 limit=_limit(request),
             )
         )
 
     async def _delivery(self, request: web.Request, verb: str) -> Any:
-        namespace, delivery_id = request.match_info["namespace"], request.match_info["id"]
+        namespace, delivery_id = _name(request, "namespace"), _name(request, "id")
         auth = request.headers.get("Authorization")
         found = await self.svc.store.get_delivery(namespace, delivery_id)
         if found is None:
@@ -209,20 +320,28 @@ class Routes:
 
     async def replay(self, request: web.Request) -> web.Response:
         namespace, endpoint, _ = await self._endpoint_app(request, "update")
+        raw = await self._body(request)
+        body = ingest.parse_object(raw or b"{}", '{"since": "<RFC 3339 time>"}', max_depth=4)
+        if "since" not in body:
+            raise ApiError(400, "MissingSince", 'send {"since": "<RFC 3339 time>"}')
+        if not isinstance(body["since"], str):
+            raise ApiError(400, "BadSince", '"since" must be an RFC 3339 time as a string')
         try:
-            body = json.loads(await self._body(request) or b"{}")
-            since = wire.parse_time(str(body["since"]))
-        except KeyError:
-            raise ApiError(400, "MissingSince", 'send {"since": "<RFC 3339 time>"}') from None
+            since = wire.parse_time(body["since"])
         except ValueError as exc:
-            raise ApiError(400, "BadRequest", str(exc)) from None
+            raise ApiError(400, "BadSince", str(exc)) from None
         statuses: tuple[DeliveryStatus, ...] = REPLAYABLE
-        if body.get("statuses"):
+        wanted = body.get("statuses")
+        if wanted:
             try:
-                statuses = tuple(DeliveryStatus(s) for s in body["statuses"])
+                if not isinstance(wanted, list):
+                    raise TypeError
+                statuses = tuple(DeliveryStatus(s) for s in wanted)
             except (ValueError, TypeError):
                 raise ApiError(
-                    400, "BadStatus", "statuses must be delivery statuses such as failed, exhausted"
+                    400,
+                    "BadStatus",
+                    '"statuses" must be a list of delivery statuses such as ["failed"]',
                 ) from None
         count = await self.svc.store.replay(namespace, endpoint, since, time.time(), statuses)
         self.svc.dispatcher.wake()
@@ -240,7 +359,7 @@ class Routes:
             request.headers.get("Authorization"), "list", None, None, resource="webhookendpoints"
         )
         raw = request.query.get("since", "") or "0"
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
             raise ApiError(400, "BadCursor", "since must be a cursor returned by this endpoint")
         states, cursor = await self.svc.store.stats_since(int(raw), time.time())
         return web.json_response(
@@ -249,12 +368,6 @@ class Routes:
 
     async def openapi(self, _: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
-
-    async def metrics(self, _: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self.svc.metrics.registry),
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
-        )
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -265,3 +378,16 @@ class Routes:
                 503, "NotReady", "still loading apps and endpoints from Kubernetes"
             )
         return web.json_response({"status": "ready"})
+
+
+def metrics_app(registry: CollectorRegistry) -> web.Application:
+    """The metrics listener: Prometheus text, nothing else."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application(middlewares=[errors])
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,11 +13,18 @@ from typing import Any
 import orjson
 
 from webhook_operator import ids
+from webhook_operator.api.v1alpha1 import EVENT_TYPE_PATTERN
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig
 from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent
 
 MAX_ID_LENGTH = 256
 MAX_TYPE_LENGTH = 256
+# Nesting levels of `data`. Real events stay far below; the limit keeps every later step
+# (schema validation, the encoder, receivers' parsers) clear of recursion limits.
+MAX_DATA_DEPTH = 64
+EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+# A \uD800-\uDFFF escape: the only way a surrogate gets into a string parsed from UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class IngestError(Exception):
@@ -34,6 +42,23 @@ class Submitted:
     data: Any
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -46,31 +71,107 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_body(raw: bytes) -> Submitted:
+# The standard library's decoder keeps integers of any size exact (orjson would turn
+# those beyond 64 bits into floats) and reports duplicate keys through the pairs hook.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_object, parse_constant=_no_constant, parse_float=_finite_float
+)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels (level by level, no recursion)."""
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below.extend(c for c in children if isinstance(c, dict | list))
+        level = below
+    return False
+
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, no lone surrogates, at
+    most `max_depth` levels. Anything else is an IngestError with a reason."""
     try:
-        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IngestError(400, "MalformedJSON", f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(400, "InvalidUTF8", f"the body is not valid UTF-8: {exc}") from None
+    try:
+        value = _DECODER.decode(text)
+    except _DuplicateKey as exc:
         raise IngestError(
-            400, "MalformedEvent", 'the body must be a JSON object {"type": ..., "data": ...}'
-        )
+            400, "DuplicateKey", f"the key {exc.key!r} appears twice in one object"
+        ) from None
+    except RecursionError:
+        raise IngestError(
+            400, "TooDeep", f"the JSON nests more than {max_depth} levels deep"
+        ) from None
+    except ValueError as exc:
+        raise IngestError(400, "MalformedJSON", f"the body is not valid JSON: {exc}") from None
+    # Only a body with that many brackets can nest that deep: most never pay for the walk.
+    if raw.count(b"[") + raw.count(b"{") > max_depth and _deeper_than(value, max_depth):
+        raise IngestError(400, "TooDeep", f"the JSON nests more than {max_depth} levels deep")
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise IngestError(
+                400,
+                "InvalidUnicode",
+                "the body has a lone surrogate escape (\\ud800-\\udfff without its pair),"
+                " which is not a Unicode character",
+            ) from None
+    return value
+
+
+def parse_object(raw: bytes, example: str, max_depth: int = MAX_DATA_DEPTH + 1) -> dict[str, Any]:
+    """A strict JSON object (see parse_json); `example` shows the expected shape."""
+    value = parse_json(raw, max_depth)
+    if not isinstance(value, dict):
+        raise IngestError(400, "MalformedRequest", f"the body must be a JSON object {example}")
+    return value
+
+
+def parse_body(raw: bytes) -> Submitted:
+    body = parse_object(raw, '{"type": "invoice.paid", "data": {...}}')
     event_type = body.get("type")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > MAX_TYPE_LENGTH:
+    if (
+        not isinstance(event_type, str)
+        or len(event_type) > MAX_TYPE_LENGTH
+        or not EVENT_TYPE.fullmatch(event_type)
+    ):
         raise IngestError(
-            400, "MalformedEvent", '"type" must be a non-empty string such as "invoice.paid"'
+            400,
+            "InvalidEventType",
+            '"type" must be a dotted name of lower-case letters, digits, "-" and "_",'
+            f' at most {MAX_TYPE_LENGTH} characters, such as "invoice.paid"',
         )
     key = body.get("id")
-    if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_ID_LENGTH):
+    if key is not None and (
+        not isinstance(key, str) or not key or len(key) > MAX_ID_LENGTH or not key.isprintable()
+    ):
         raise IngestError(
-            400, "MalformedEvent", f'"id" must be a string of 1 to {MAX_ID_LENGTH} characters'
+            400,
+            "InvalidEventId",
+            f'"id" must be a string of 1 to {MAX_ID_LENGTH} printable characters'
+            " (no control characters)",
         )
     unknown = sorted(set(body) - {"type", "id", "data"})
     if unknown:
         raise IngestError(
-            400, "MalformedEvent", f"unknown fields: {', '.join(unknown)} (allowed: type, id, data)"
+            400,
+            "MalformedEvent",
+            f"unknown fields: {', '.join(map(repr, unknown))} (allowed: type, id, data)",
         )
-    return Submitted(type=event_type, idempotency_key=key, data=body.get("data", {}))
+    data = body.get("data", {})
+    if not isinstance(data, dict):
+        raise IngestError(400, "MalformedEvent", '"data" must be a JSON object')
+    return Submitted(type=event_type, idempotency_key=key, data=data)
 
 
 def check_catalog(app: AppConfig, submitted: Submitted) -> None:

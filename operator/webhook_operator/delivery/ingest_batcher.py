@@ -1,6 +1,10 @@
 """Group commits at ingest: events submitted while the previous commit runs are stored
 together in the next one. One event alone is stored at once, so a quiet service adds no
-latency; a busy one pays one commit per batch instead of one per event."""
+latency; a busy one pays one commit per batch instead of one per event.
+
+Producers share a batch but never its failures: the store answers per event, so an event
+the database refuses fails only the request that sent it. When the whole commit fails
+(the database is down), every request of the batch gets that error."""
 
 from __future__ import annotations
 
@@ -38,16 +42,25 @@ class IngestBatcher:
             while self._pending:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                try:
-                    results = await self.store.create_events([(e, d) for e, d, _ in batch])
-                except Exception as exc:
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, _, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                await self._commit(batch)
+
+    async def _commit(
+        self, batch: list[tuple[NewEvent, list[NewDelivery], asyncio.Future[Result]]]
+    ) -> None:
+        try:
+            outcomes = await self.store.create_events([(e, d) for e, d, _ in batch])
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -146,12 +146,20 @@ class Sender:
             ok = 200 <= response.status < 300
             return SendResult(
                 http_status=response.status,
-                error=None if ok else _status_error(response),
-                response_snippet=_snippet(response.body),
+                error=None if ok else _storable(_status_error(response)),
+                response_snippet=_storable(_snippet(response.body)),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 retry_after=response.headers.get("retry-after"),
             )
-        return SendResult(None, error, None, (time.perf_counter() - started) * 1000)
+        return SendResult(None, _storable(error), None, (time.perf_counter() - started) * 1000)
+
+
+def _storable(text: str | None) -> str | None:
+    """What a receiver sent, as any database can hold it: PostgreSQL text refuses NUL, and
+    one such answer would otherwise fail the whole batch of recorded results."""
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd")
 
 
 def _snippet(body: bytes) -> str | None:

@@ -19,7 +19,7 @@ from kubernetes_asyncio import client
 from webhook_operator import ids
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.delivery import ingest
-from webhook_operator.delivery.api import Routes
+from webhook_operator.delivery.api import Routes, metrics_app
 from webhook_operator.delivery.auth import Authorizer
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
 from webhook_operator.delivery.informer import Informer
@@ -45,6 +45,14 @@ class ServiceSettings:
     port: int = 8080
     allow_cidrs: tuple[str, ...] = ()
     max_body: int = 256 * 1024
+    # /metrics names every tenant's namespaces, apps and endpoints: it has its own listener
+    # (port None: not served), which NetworkPolicy or the Service can keep to Prometheus.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = 9090
+    # A client that has not finished its request headers this long after connecting (or
+    # after its previous response) is disconnected; so is one idle that long.
+    header_timeout: float = 15.0
+    body_timeout: float = 30.0
     retention_seconds: float = 30 * 86400.0
     user_secret_refresh: float = 10.0
     # The claim owner: unique to this process, not stable across restarts, and it need not
@@ -227,6 +235,14 @@ class Service:
                     endpoint,
                 )
 
+    async def _listen(self, app: web.Application, host: str, port: int) -> web.AppRunner:
+        # aiohttp closes a connection whose handler is still waiting for a whole request
+        # when the keep-alive timer fires: that timer is the header timeout.
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.settings.header_timeout)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner
+
     def ready(self) -> bool:
         return all(i.synced.is_set() for i in self.informers)
 
@@ -272,10 +288,20 @@ class Service:
         for informer in self.informers:
             await informer.synced.wait()
         await self._cancel_for_deleted_endpoints()
-        runner = web.AppRunner(Routes(self).app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, self.settings.host, self.settings.port).start()
+        runner = await self._listen(Routes(self).app(), self.settings.host, self.settings.port)
         log.info("delivery service listening on %s:%d", self.settings.host, self.settings.port)
+        metrics_runner = None
+        if self.settings.metrics_port is not None:
+            metrics_runner = await self._listen(
+                metrics_app(self.metrics.registry),
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+            )
+            log.info(
+                "metrics on %s:%d/metrics",
+                self.settings.metrics_host,
+                _bound_port(metrics_runner) or self.settings.metrics_port,
+            )
         loops = [
             asyncio.create_task(self.dispatcher.run()),
             asyncio.create_task(self._refresh_user_secrets()),
@@ -293,8 +319,19 @@ class Service:
                 with contextlib.suppress(BaseException):
                     await task
             await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await self.ingest.close()
             await self.sender.close()
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    """The port actually bound (port 0 asks the system for a free one)."""
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or ():
+            return int(sock.getsockname()[1])
+    return None
 
 
 async def serve(settings: ServiceSettings) -> None:

@@ -22,7 +22,10 @@ def parse_time(value: str) -> float:
         raise ValueError(f"{value!r} is not an RFC 3339 time such as 2026-11-25T10:00:00Z") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError, OSError):  # beyond year 9999 once in UTC
+        raise ValueError(f"{value!r} is out of the range of times") from None
 
 
 def delivery(row: DeliveryRow) -> dict[str, Any]:

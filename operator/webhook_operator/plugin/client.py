@@ -26,6 +26,8 @@ def exit_code(status: int) -> Exit:
         return Exit.DENIED
     if status == 404:
         return Exit.NOT_FOUND
+    if status == 503:  # Kubernetes or the database is down for now: worth retrying
+        return Exit.UNREACHABLE
     if status >= 500:
         return Exit.SERVER
     return Exit.USAGE
@@ -42,6 +44,9 @@ def error_message(response: httpx.Response) -> str:
         error = body["error"]
         message = str(error.get("message") or "").strip()
         reason = str(error.get("reason") or "").strip()
+        retry = response.headers.get("Retry-After")
+        if retry and response.status_code == 503:
+            message = f"{message.rstrip('.')}; retry after {retry} s"
         if message:
             return f"{message} ({reason}, HTTP {response.status_code})" if reason else message
     text = response.text.strip().splitlines()

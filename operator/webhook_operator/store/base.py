@@ -229,10 +229,13 @@ class Store(Protocol):
 
     async def create_events(
         self, batch: list[tuple[NewEvent, list[NewDelivery]]], dedupe_window: float = 86400.0
-    ) -> list[tuple[str, int, bool]]:
+    ) -> list[tuple[str, int, bool] | Exception]:
         """`create_event` for several events, in order, in as few transactions as the
         backend allows (ingest under load groups concurrent submissions into one commit).
-        A key repeated within the batch is a duplicate of its first use."""
+        A key repeated within the batch is a duplicate of its first use. An event the
+        database refuses (bad data, a constraint) gets its exception in its place and is
+        not stored; the others are stored all the same: one producer's bad event never
+        fails another's."""
 
     async def claim(
         self, now: float, limit: int, lease_seconds: float, owner: str

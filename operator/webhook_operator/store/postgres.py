@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import psycopg
 from psycopg import AsyncConnection, AsyncCursor, OperationalError
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
@@ -503,10 +504,17 @@ class PostgresStore:
 
     async def create_events(
         self, batch: list[tuple[NewEvent, list[NewDelivery]]], dedupe_window: float = 86400.0
-    ) -> list[tuple[str, int, bool]]:
+    ) -> list[tuple[str, int, bool] | Exception]:
         # One transaction each: a batch would hold several idempotency-key locks at once,
-        # and two replicas taking them in different orders could deadlock.
-        return [await self.create_event(e, d, dedupe_window) for e, d in batch]
+        # and two replicas taking them in different orders could deadlock. An event that
+        # cannot be written fails alone.
+        outcomes: list[tuple[str, int, bool] | Exception] = []
+        for event, deliveries in batch:
+            try:
+                outcomes.append(await self.create_event(event, deliveries, dedupe_window))
+            except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
+                outcomes.append(exc)
+        return outcomes
 
     # -- claim and results ----------------------------------------------------------------
 

@@ -412,15 +412,27 @@ class SQLiteStore:
     async def create_event(
         self, event: NewEvent, deliveries: list[NewDelivery], dedupe_window: float = 86400.0
     ) -> tuple[str, int, bool]:
-        (result,) = await self.create_events([(event, deliveries)], dedupe_window)
-        return result
+        (outcome,) = await self.create_events([(event, deliveries)], dedupe_window)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def create_events(
         self, batch: list[tuple[NewEvent, list[NewDelivery]]], dedupe_window: float = 86400.0
-    ) -> list[tuple[str, int, bool]]:
-        # One commit for the whole batch: the commit, not the inserts, is the cost.
+    ) -> list[tuple[str, int, bool] | Exception]:
+        # One commit for the whole batch: the commit, not the inserts, is the cost. Each
+        # event has its own savepoint, so one that cannot be written fails alone.
+        outcomes: list[tuple[str, int, bool] | Exception] = []
         with self._write() as conn:
-            return [_insert_event(conn, e, d, dedupe_window) for e, d in batch]
+            for event, deliveries in batch:
+                conn.execute("SAVEPOINT event")
+                try:
+                    outcomes.append(_insert_event(conn, event, deliveries, dedupe_window))
+                except (sqlite3.DataError, sqlite3.IntegrityError, UnicodeEncodeError) as exc:
+                    conn.execute("ROLLBACK TO event")
+                    outcomes.append(exc)
+                conn.execute("RELEASE event")
+        return outcomes
 
     # -- claim and results ----------------------------------------------------------------
 
