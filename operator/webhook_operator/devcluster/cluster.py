@@ -1,11 +1,14 @@
 """Start and stop a real local control plane: etcd, kube-apiserver and
 kube-controller-manager as child processes on loopback.
 
-Used by the pytest fixtures and by `webhook-operator cluster up` (and later `dev`). The
+Used by the pytest fixtures and by `webhook-operator cluster up` and `dev`. The
 apiserver runs with secure serving, RBAC, a static admin token and ServiceAccount token
 signing, so TokenReview, SubjectAccessReview and `kubectl create token` behave as in a
 real cluster; the controller-manager adds garbage collection, namespace deletion and
 default ServiceAccounts.
+
+The pieces die with the process that started them, even when it is killed (see
+`lifetime`): start a cluster from the main thread, or from a thread that outlives it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import httpx
 from webhook_operator.devcluster import pki as pki_mod
 from webhook_operator.devcluster.binaries import ControlPlaneBinaries
 from webhook_operator.devcluster.kubeconfig import write_kubeconfig
+from webhook_operator.devcluster.lifetime import die_with_parent
 
 _CONTROLLERS = ",".join(
     [
@@ -159,6 +163,8 @@ class LocalCluster:
             # Its own process group: Ctrl-C in a terminal reaches the launcher, which then
             # stops the pieces in order instead of all at once.
             start_new_session=True,
+            # And gone with the launcher when it cannot stop them (killed, crashed).
+            preexec_fn=die_with_parent(),
             env={**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")},
         )
         child = _Child(name=name, process=process, log_path=log_path, log=log)

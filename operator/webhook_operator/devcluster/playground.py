@@ -1,8 +1,19 @@
 """`webhook-operator dev`: the one-command playground. A real local control plane, the
 CRDs, the operator and the delivery service (SQLite), a sample app and endpoint pointing at
 a built-in receiver that prints each delivery with its verified signature, and a first
-event so the whole path is visible at once. Ctrl-C stops everything; running it again
-starts afresh."""
+event so the whole path is visible at once.
+
+Its lifetime rules, because a playground left running unseen holds ports, CPU and a state
+directory the next one wipes:
+- Ctrl-C (or SIGTERM, or the terminal closing) stops everything and removes the state file;
+  so does losing the output (`| tee` killed by the same Ctrl-C, see `output`).
+- Every child dies with the playground even when it cannot clean up (SIGKILL, a crash):
+  see `lifetime`.
+- One playground per state directory: a second one is refused, naming the first, before
+  it touches anything (see `devstate`).
+- A crashed operator or delivery service is restarted in place, saying so, with backoff
+  and a bound (see `restarts`); the control plane dying is fatal, with its log.
+Running it again after a stop starts afresh."""
 
 from __future__ import annotations
 
@@ -15,19 +26,31 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import httpx
 from aiohttp import web
 from kubernetes import client
 from rich.console import Console
+from rich.markup import escape
 
-from webhook_operator.devcluster import binaries, install
+from webhook_operator.devcluster import binaries, devstate, install
 from webhook_operator.devcluster.cluster import ClusterInfo, LocalCluster, free_port
-from webhook_operator.devcluster.devstate import state_dir, state_file
+from webhook_operator.devcluster.lifetime import die_with_parent
+from webhook_operator.devcluster.output import SurvivingOutput
 from webhook_operator.devcluster.receiver import PrintingReceiver, secret_values
+from webhook_operator.devcluster.restarts import RestartPolicy, Restarts, describe_exit
+
+# What stops the playground: Ctrl-C, `kill`, the terminal closing. A signal ignored when
+# the playground starts stays ignored (`nohup` ignores SIGHUP, a shell's `&` SIGINT).
+STOP_SIGNALS = [
+    sig
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    if signal.getsignal(sig) is not signal.SIG_IGN
+]
 
 SAMPLE_APP = "billing"
 SAMPLE_ENDPOINT = "local-receiver"
@@ -73,15 +96,110 @@ def sample_objects(receiver_url: str) -> list[dict[str, Any]]:
     return [app, endpoint]
 
 
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+@dataclass
+class Service:
+    """The operator or the delivery service: a child the playground restarts in place, with
+    the same arguments, so its URL, port and data stay what the user was told."""
+
+    name: str
+    log_name: str
+    args: list[str]
+    logs: Path
+    restarts: Restarts
+    # Whether the process is doing its job again after a restart.
+    back: Callable[[httpx.AsyncClient], Awaitable[bool]]
+    process: subprocess.Popen[bytes] | None = None
+    restart_at: float | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.logs / f"{self.log_name}.log"
+
+    def start(self, now: float) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "webhook_operator", *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # Out of the terminal's process group: Ctrl-C reaches the playground, which
+                # stops its children in order; and dead with the playground if it cannot.
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
+        self.restarts.started(now)
+        self.restart_at = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            with contextlib.suppress(OSError):
+                self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, grace: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def _http_ok(http: httpx.AsyncClient, url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return (await http.get(url)).status_code == 200
+    return False
+
+
+async def _leading(http: httpx.AsyncClient, url: str) -> bool:
+    """The operator's probe says which role it has: a restarted one waits as a standby
+    until the Lease of the one that crashed expires."""
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        response = await http.get(url)
+        return response.status_code == 200 and response.json().get("role") == "leader"
+    return False
+
+
 @dataclass
 class Playground:
     console: Console
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    output: SurvivingOutput | None = None
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    services: list[Service] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def say(self, text: str, **options: Any) -> None:
+        # While starting, a stop signal raises KeyboardInterrupt wherever the code is; in
+        # the middle of rich's print that leaves the line in its buffer, printed again with
+        # the next one. Held for the length of a print, the signal lands just after.
+        _hold_stop_signals()
+        try:
+            self.console.print(text, **options)
+        finally:
+            _release_stop_signals()
 
     def step(self, message: str) -> None:
-        self.console.print(f"[dim]•[/dim] {message}")
+        self.say(f"[dim]•[/dim] {message}")
 
-    # -- start -----------------------------------------------------------------------------
+    def warn(self, message: str) -> None:
+        self.say(f"[yellow]{escape(message)}[/yellow]")
+
+    def fail(self, message: str) -> None:
+        self.say(f"[red]{escape(message)}[/red]")
+
+    # -- start and stop --------------------------------------------------------------------
 
     def binaries(self) -> binaries.ControlPlaneBinaries:
         with self.console.status("looking for the control plane binaries") as status:
@@ -94,129 +212,261 @@ class Playground:
         self.step(f"control plane: {found.origin}")
         return found
 
-    def spawn(self, name: str, args: list[str], logs: Path) -> subprocess.Popen[bytes]:
-        log = (logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webhook_operator", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        self.children.append(process)
-        return process
-
-    def stop_children(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in self.children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        self.children.clear()
-
     def run(self) -> int:
-        found = self.binaries()
-        root = state_dir()
-        shutil.rmtree(root, ignore_errors=True)  # a fresh playground every time
-        (root / "logs").mkdir(parents=True)
-        cluster = LocalCluster(workdir=root / "cluster", binaries=found)
+        root = devstate.state_dir()
         try:
+            lock = devstate.lock(root)  # before anything else: a busy directory stays as is
+        except devstate.PlaygroundBusy as exc:
+            self.say(f"[red]error:[/red] {escape(str(exc))}")
+            return 1
+        _interrupt_on_stop_signals()
+        cluster: LocalCluster | None = None
+        code = 0
+        try:
+            found = self.binaries()
+            try:
+                lock.reset()  # a fresh playground every time
+                (root / "logs").mkdir()
+            except OSError as exc:
+                raise devstate.StateDirError(f"cannot reset {root}: {exc}") from None
+            cluster = LocalCluster(workdir=root / "cluster", binaries=found)
             with self.console.status("starting etcd, kube-apiserver and kube-controller-manager"):
                 info = cluster.start()
                 install.install_crds(info.kubeconfig)
             self.step(f"control plane ready at {info.server}, CRDs installed")
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(self.serve(info, root))
+            # Held until `serve` runs: a Ctrl-C while asyncio builds its loop would surface
+            # as a traceback from a half-made loop instead of a stop.
+            _hold_stop_signals()
+            code = asyncio.run(self.serve(info, root, cluster, lock))
+        except KeyboardInterrupt:
+            pass
         finally:
-            self.console.print("[dim]stopping…[/dim]")
-            self.stop_children()
-            cluster.stop()
-            state_file().unlink(missing_ok=True)
-        self.console.print("stopped")
-        return 0
+            # Nothing may cut the cleanup short now; a second Ctrl-C is not needed to hurry
+            # it (the children would die with this process anyway, see `lifetime`).
+            _ignore_stop_signals()
+            _release_stop_signals()  # if `serve` never ran; pending ones are dropped
+            lock.remove_state()  # first: `kubectl webhooks` must not find a dying playground
+            self.say("[dim]stopping…[/dim]")
+            try:
+                self.stop_children()
+            finally:
+                try:
+                    if cluster is not None:
+                        cluster.stop()
+                finally:
+                    lock.release()
+        self.say("stopped")
+        return code
 
-    async def serve(self, info: ClusterInfo, root: Path) -> None:
-        api = install.api_client(info.kubeconfig)
-        core = client.CoreV1Api(api)
+    def stop_children(self) -> None:
+        for service in self.services:
+            service.terminate()
+        for service in self.services:
+            service.wait(grace=15)
+        self.services.clear()
 
-        def lookup() -> list[str]:
-            name = f"{SAMPLE_ENDPOINT}-signing-secret"
-            data = core.read_namespaced_secret(name, "default").data or {}
-            return secret_values({k: str(v) for k, v in data.items()})
+    # -- serve -----------------------------------------------------------------------------
 
-        receiver = PrintingReceiver(self.console, lookup)
-        receiver_port, delivery_port = free_port(), free_port()
-        runner = web.AppRunner(receiver.app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
-        receiver_url = f"http://127.0.0.1:{receiver_port}/hooks"
-        delivery_url = f"http://127.0.0.1:{delivery_port}"
-        logs = root / "logs"
-        self.spawn(
-            "delivery",
-            [
-                "delivery",
-                f"--kubeconfig={info.kubeconfig}",
-                f"--store=sqlite:///{root / 'delivery.db'}",
-                f"--listen=127.0.0.1:{delivery_port}",
-                "--allow-cidr=127.0.0.1/32",
-            ],
-            logs,
-        )
-        self.spawn(
-            "operator",
-            [
-                "controller",
-                f"--kubeconfig={info.kubeconfig}",
-                f"--delivery-url={delivery_url}",
-                "--probe-host=127.0.0.1",
-                f"--probe-port={free_port()}",
-                "--lease-namespace=default",
-            ],
-            logs,
-        )
-        state_file().write_text(
-            json.dumps({"deliveryUrl": delivery_url, "kubeconfig": str(info.kubeconfig)})
-        )
-        with self.console.status("starting the operator and the delivery service"):
-            await self.wait_ready(delivery_url, logs)
-            self.apply(info, sample_objects(receiver_url))
-            await self.wait_endpoint_ready(api)
-        self.step(f"operator and delivery service running (logs in {logs})")
-        self.step(
-            f"sample WebhookApp {SAMPLE_APP} and WebhookEndpoint {SAMPLE_ENDPOINT} → {receiver_url}"
-        )
-        await self.first_event(info, delivery_url)
-        self.hints(info, delivery_url)
-        stop = asyncio.Event()
+    async def serve(
+        self, info: ClusterInfo, root: Path, cluster: LocalCluster, lock: devstate.StateLock
+    ) -> int:
+        # From here a stop signal cancels this task: the cancellation surfaces at an await,
+        # never in the middle of a print or a child's start.
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        while not stop.is_set():
-            dead = [c for c in self.children if c.poll() is not None]
-            if dead:
-                self.console.print(f"[red]a process exited; see the logs in {logs}[/red]")
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-        await runner.cleanup()
-        cast(Any, api).close()
+        main = asyncio.current_task()
+        assert main is not None
+        stopping: list[int] = []
 
-    async def wait_ready(self, delivery_url: str, logs: Path, limit: float = 90.0) -> None:
+        def stop(sig: int) -> None:
+            stopping.append(sig)
+            main.cancel()
+
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop, sig)
+        _release_stop_signals()  # before any child starts: children inherit the mask
+        api = install.api_client(info.kubeconfig)
+        runner: web.AppRunner | None = None
+        try:
+            core = client.CoreV1Api(api)
+
+            def lookup() -> list[str]:
+                name = f"{SAMPLE_ENDPOINT}-signing-secret"
+                data = core.read_namespaced_secret(name, "default").data or {}
+                return secret_values({k: str(v) for k, v in data.items()})
+
+            receiver = PrintingReceiver(self.console, lookup)
+            receiver_port, delivery_port = free_port(), free_port()
+            runner = web.AppRunner(receiver.app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+            receiver_url = f"http://127.0.0.1:{receiver_port}/hooks"
+            delivery_url = f"http://127.0.0.1:{delivery_port}"
+            logs = root / "logs"
+            self.start_services(info, root, delivery_url, delivery_port)
+            lock.write_state(
+                {
+                    "deliveryUrl": delivery_url,
+                    "kubeconfig": str(info.kubeconfig),
+                    "server": info.server,
+                    "receiverUrl": receiver_url,
+                    "pid": os.getpid(),
+                }
+            )
+            with self.console.status("starting the operator and the delivery service"):
+                await self.wait_ready(delivery_url)
+                self.apply(info, sample_objects(receiver_url))
+                await self.wait_endpoint_ready(api)
+            self.step(f"operator and delivery service running (logs in {logs})")
+            self.step(
+                f"sample WebhookApp {SAMPLE_APP} and WebhookEndpoint {SAMPLE_ENDPOINT}"
+                f" → {receiver_url}"
+            )
+            await self.first_event(info, delivery_url)
+            self.hints(info, delivery_url)
+            return await self.supervise(cluster)
+        except asyncio.CancelledError:
+            if not stopping:
+                raise
+            return 0
+        finally:
+            _ignore_stop_signals(loop)
+            for task in self._tasks:
+                task.cancel()
+            if runner is not None:
+                await runner.cleanup()
+            cast(Any, api).close()
+
+    def start_services(
+        self, info: ClusterInfo, root: Path, delivery_url: str, delivery_port: int
+    ) -> None:
+        logs = root / "logs"
+        probe_port = free_port()
+        now = time.monotonic()
+
+        def service(
+            name: str,
+            log_name: str,
+            args: list[str],
+            back: Callable[[httpx.AsyncClient], Awaitable[bool]],
+        ) -> Service:
+            return Service(name, log_name, args, logs, Restarts(self.policy, now), back)
+
+        self.services = [
+            service(
+                "delivery service",
+                "delivery",
+                [
+                    "delivery",
+                    f"--kubeconfig={info.kubeconfig}",
+                    f"--store=sqlite:///{root / 'delivery.db'}",
+                    f"--listen=127.0.0.1:{delivery_port}",
+                    "--allow-cidr=127.0.0.1/32",
+                ],
+                lambda http: _http_ok(http, f"{delivery_url}/readyz"),
+            ),
+            service(
+                "operator",
+                "operator",
+                [
+                    "controller",
+                    f"--kubeconfig={info.kubeconfig}",
+                    f"--delivery-url={delivery_url}",
+                    "--probe-host=127.0.0.1",
+                    f"--probe-port={probe_port}",
+                    "--lease-namespace=default",
+                ],
+                lambda http: _leading(http, f"http://127.0.0.1:{probe_port}/healthz"),
+            ),
+        ]
+        for s in self.services:
+            s.start(now)
+
+    async def supervise(self, cluster: LocalCluster) -> int:
+        """Until a stop signal cancels it: restart crashed services, give up on the control
+        plane dying or a service crashing too often (1)."""
+        while True:
+            if self.output is not None:
+                self.output.probe()
+            if not self.control_plane_alive(cluster):
+                return 1
+            for service in self.services:
+                if not self.tend(service, time.monotonic()):
+                    return 1
+            await asyncio.sleep(0.5)
+
+    def control_plane_alive(self, cluster: LocalCluster) -> bool:
+        for piece in cluster.children:
+            code = piece.process.poll()
+            if code is None:
+                continue
+            self.fail(
+                f"{piece.name} {describe_exit(code)}: the playground cannot go on without its"
+                f" control plane, so it stops. Last lines of {piece.log_path}:"
+            )
+            for line in _tail(piece.log_path, 10):
+                self.say(f"  {escape(line)}", highlight=False)
+            return False
+        return True
+
+    def tend(self, service: Service, now: float) -> bool:
+        """Restart `service` if it exited and its backoff has passed; False to give up."""
+        if service.process is not None and service.process.returncode is None:
+            code = service.process.poll()
+            if code is None:
+                return True
+            delay = service.restarts.exited(now)
+            last = _tail(service.log_path, 1)
+            why = f" ({last[0][:200]})" if last and code >= 0 else ""
+            if delay is None:
+                self.fail(
+                    f"the {service.name} {describe_exit(code)}{why}, after"
+                    f" {service.restarts.count} restarts in a row; giving up. Its log:"
+                    f" {service.log_path}"
+                )
+                return False
+            self.warn(
+                f"the {service.name} {describe_exit(code)}{why}; restarting it in {delay:.0f} s"
+                f" (restart {service.restarts.count} of at most {self.policy.limit} in a row;"
+                f" log: {service.log_path})"
+            )
+            service.restart_at = now + delay
+        if service.restart_at is not None and now >= service.restart_at:
+            service.start(now)
+            task = asyncio.create_task(self.announce_back(service))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def announce_back(self, service: Service, limit: float = 90.0) -> None:
+        process = service.process
+        deadline = time.monotonic() + limit
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while time.monotonic() < deadline and service.process is process:
+                if process is None or process.poll() is not None:
+                    return  # crashed again: `tend` says so
+                if await service.back(http):
+                    self.step(f"the {service.name} is running again (pid {process.pid})")
+                    return
+                await asyncio.sleep(0.5)
+
+    async def wait_ready(self, delivery_url: str, limit: float = 90.0) -> None:
         deadline = time.monotonic() + limit
         async with httpx.AsyncClient(timeout=2.0) as http:
             while time.monotonic() < deadline:
-                if any(c.poll() is not None for c in self.children):
-                    raise RuntimeError(f"a process exited while starting; see {logs}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{delivery_url}/readyz")).status_code == 200:
-                        return
+                for service in self.services:
+                    code = service.process.poll() if service.process else None
+                    if code is not None:
+                        tail = "\n".join(_tail(service.log_path, 15))
+                        raise RuntimeError(
+                            f"the {service.name} {describe_exit(code)} while starting;"
+                            f" {service.log_path} ends with:\n{tail}"
+                        )
+                if await _http_ok(http, f"{delivery_url}/readyz"):
+                    return
                 await asyncio.sleep(0.3)
-        raise RuntimeError(f"the delivery service did not become ready; see {logs}")
+        raise RuntimeError(
+            f"the delivery service did not become ready; see {self.services[0].log_path}"
+        )
 
     def apply(self, info: ClusterInfo, objects: list[dict[str, Any]]) -> None:
         for obj in objects:
@@ -261,7 +511,7 @@ class Playground:
         if response.status_code == 202:
             self.step("emitted a first invoice.paid event; the receiver prints it below")
         else:
-            self.console.print(f"[yellow]first event refused: {response.text}[/yellow]")
+            self.warn(f"first event refused: {response.text}")
 
     def hints(self, info: ClusterInfo, delivery_url: str) -> None:
         venv_bin = Path(sys.executable).parent
@@ -295,9 +545,44 @@ class Playground:
             "Ctrl-C stops everything.",
         ]
         for line in lines:
-            self.console.print(line, highlight=False)
+            self.say(line, highlight=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_stop_signals() -> None:
+    """While starting, SIGTERM and a hang-up stop the playground as Ctrl-C does."""
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGINT:
+            signal.signal(sig, _interrupt)
+
+
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    for sig in STOP_SIGNALS:
+        if loop is not None:
+            # Removed here: the loop, when closed, would restore SIGTERM's default (death).
+            loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _hold_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _stop_self() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def main(console: Console) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return Playground(console).run()
+    if not console.is_terminal:
+        console.soft_wrap = True  # `| tee log`: whole lines, not cut at 80 columns
+    output = SurvivingOutput(console.file, on_lost=_stop_self)
+    console.file = cast(IO[str], output)
+    return Playground(console, output=output).run()
