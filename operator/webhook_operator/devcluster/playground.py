@@ -360,6 +360,8 @@ class Playground:
                     f"--kubeconfig={info.kubeconfig}",
                     f"--store=sqlite:///{root / 'delivery.db'}",
                     f"--listen=127.0.0.1:{delivery_port}",
+                    # Loopback like the rest; a fixed port could clash with the host's.
+                    f"--metrics-listen=127.0.0.1:{free_port()}",
                     "--allow-cidr=127.0.0.1/32",
                 ],
                 lambda http: _http_ok(http, f"{delivery_url}/readyz"),
