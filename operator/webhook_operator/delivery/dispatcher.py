@@ -181,19 +181,20 @@ class Dispatcher:
     async def drain(self, grace: float) -> None:
         """Stop claiming and give back the claims not yet attempted; let attempts in
         flight finish within `grace` seconds and record them; give back the rest."""
+        deadline = time.monotonic() + grace
         self.draining = True
         self.wake()
         # Frees the slots a dispatch in progress may be waiting for, so claiming can stop.
         await self._give_back_waiting()
-        async with self._claiming:
-            pass  # the loop has stopped claiming
+        await self._claiming_stopped(grace)
         await self._give_back_waiting()  # what the last claim started
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeats
         if self._tasks:
-            _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace)
+            left = max(deadline - time.monotonic(), 0.0)
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=left)
             if unfinished:
                 log.warning(
                     "%d attempts still in flight after %gs; cutting them off",
@@ -203,6 +204,8 @@ class Dispatcher:
                 for task in unfinished:
                     task.cancel()
                 await asyncio.gather(*unfinished, return_exceptions=True)
+        # A dispatch that waited for a slot all along gets one now, and gives it back.
+        await self._claiming_stopped(grace)
         await self._flush()
         try:
             released = await self.store.release_owner(self.settings.owner)
@@ -211,6 +214,15 @@ class Dispatcher:
             return
         if released:
             log.info("gave back %d unfinished claims for the next process", released)
+
+    async def _claiming_stopped(self, within: float) -> None:
+        """Wait until the loop is out of claim-and-dispatch: with every slot taken by an
+        attempt in flight, a dispatch waits for one of them to end."""
+        try:
+            await asyncio.wait_for(self._claiming.acquire(), within)
+        except TimeoutError:
+            return
+        self._claiming.release()
 
     # -- owner registration ----------------------------------------------------------------
 
@@ -266,6 +278,8 @@ class Dispatcher:
         if free <= 0:
             await self._slots.acquire()
             self._slots.release()
+            if self.draining:
+                return []
             free = 1
         limit = min(self.settings.batch, free)
         return await self.store.claim(
@@ -297,6 +311,10 @@ class Dispatcher:
                 defers[round(now + delay, 3)].append(item.delivery_id)
                 continue
             await self._slots.acquire()
+            if self.draining:  # shutdown began while this waited for a slot
+                self._slots.release()
+                defers[round(now, 3)].append(item.delivery_id)
+                continue
             self._queued[key] += 1
             task = asyncio.create_task(self._attempt(item, config, delay))
             self._tasks.add(task)
