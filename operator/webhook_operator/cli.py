@@ -174,7 +174,8 @@ def delivery(
     lease_seconds: Annotated[
         float,
         typer.Option(
-            help="How long a claimed delivery is reserved; after a crash it is retried then."
+            help="How long a claim holds when its owner cannot be shown to be gone; crashes "
+            "and restarts give claims back within seconds."
         ),
     ] = 120.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
