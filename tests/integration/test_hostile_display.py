@@ -56,8 +56,9 @@ HOSTILE_ANSWERS = {
         "ok\\ndlv_forged  ep  invoice.paid  delivered\\r\\n",
     ),
     "8-bit CSI and DEL": Hostile(b"\x9b31m\x7fX", b"\xc2\x9b31m", "\\x9b31m\\x7fX", "\\x9b31m"),
+    # NUL is stored as U+FFFD (PostgreSQL text cannot hold it), which is harmless to show.
     "overwrite": Hostile(
-        b"OK\x08\x08\x00FAIL", b"\rall good", "OK\\x08\\x08\\x00FAIL", "\\rall good"
+        b"OK\x08\x08\x00FAIL", b"\rall good", "OK\\x08\\x08\ufffdFAIL", "\\rall good"
     ),
     # A reason phrase is read as ISO-8859-1, so the UTF-8 of U+202E arrives as a C1 byte;
     # a body is UTF-8 and arrives as U+202E itself.
@@ -188,7 +189,7 @@ def test_receiver_text_is_shown_escaped(
         lambda: get_endpoint(cluster, ns, "ep").get("status", {}).get("secret"),
         what="endpoint ep reconciled",
     )
-    received_error = "500 " + hostile.reason.decode("latin-1")
+    received_error = "500 " + hostile.reason.decode("latin-1").replace("\x00", "\ufffd")
     shown_error = "500 " + hostile.shown_reason
 
     # The ping's own report.
