@@ -291,7 +291,9 @@ class Playground:
 
             def lookup() -> list[str]:
                 name = f"{SAMPLE_ENDPOINT}-signing-secret"
-                data = core.read_namespaced_secret(name, "default").data or {}
+                # Called on the event loop: a hung apiserver must not freeze the playground.
+                secret = core.read_namespaced_secret(name, "default", _request_timeout=(3, 5))
+                data = secret.data or {}
                 return secret_values({k: str(v) for k, v in data.items()})
 
             receiver = PrintingReceiver(self.console, lookup)

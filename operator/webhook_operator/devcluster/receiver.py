@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from rich.console import Console
+from rich.markup import escape
 
+from webhook_operator.display_text import one_line
 from webhook_operator.signing import InvalidSignature, verify
 
 SecretLookup = Callable[[], list[str]]
@@ -33,15 +35,19 @@ class PrintingReceiver:
             summary = f"{event.get('type')}  data={json.dumps(event.get('data'))}"
         except ValueError:
             summary = body[:200].decode("utf-8", "replace")
-        self.console.print(
-            f"[bold]⇢ delivery[/bold] {headers.get('webhook-id', '?')}  {summary}  {verdict}"
-        )
+        # What arrived is someone else's text: neither terminal escapes nor rich markup.
+        shown = escape(one_line(f"{headers.get('webhook-id', '?')}  {summary}"))
+        self.console.print(f"[bold]⇢ delivery[/bold] {shown}  {verdict}")
         return web.Response(status=204)
 
     def _verify(self, body: bytes, headers: dict[str, str]) -> str:
         for attempt in range(2):
             if attempt or not self._cached:
-                self._cached = self.secrets()  # a rotation may have happened: read again
+                try:  # a rotation may have happened: read again
+                    self._cached = self.secrets()
+                except Exception as exc:
+                    why = escape(one_line(str(exc), 200))
+                    return f"[yellow]signature not checked: cannot read the Secret ({why})[/yellow]"
             try:
                 verify(self._cached, headers, body)
                 return "[green]signature verified[/green]"
