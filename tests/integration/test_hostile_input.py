@@ -12,7 +12,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -40,14 +40,15 @@ class Tenant:
     namespace: str
     producer: Producer
     receiver: Receiver
-    admin_headers: dict[str, str] = field(default_factory=dict)
 
     def events_url(self, svc: DeliveryProcess, app_name: str = "billing") -> str:
         return f"{svc.url}/v1/namespaces/{self.namespace}/apps/{app_name}/events"
 
 
-def _tenant(cluster: Cluster, receiver: Receiver, label: str) -> Iterator[Tenant]:
-    name = f"t-hostile-{label}-{secrets.token_hex(3)}"
+def open_tenant(cluster: Cluster, receiver: Receiver, label: str) -> Iterator[Tenant]:
+    """A namespace with app `billing` (no catalog) and endpoint `ep` subscribed to every
+    event, delivering to `receiver` at path `/<label>`, and a producer allowed on it."""
+    name = f"t-{label}-{secrets.token_hex(3)}"
     core = client.CoreV1Api(cluster.api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     # No catalog: any well-formed type is accepted, so the refusals below are the parser's.
@@ -68,14 +69,14 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def tenant(cluster: Cluster, receiver: Receiver, operator: OperatorProcess) -> Iterator[Tenant]:
-    yield from _tenant(cluster, receiver, "a")
+    yield from open_tenant(cluster, receiver, "a")
 
 
 @pytest.fixture(scope="module")
 def other_tenant(
     cluster: Cluster, receiver: Receiver, operator: OperatorProcess
 ) -> Iterator[Tenant]:
-    yield from _tenant(cluster, receiver, "b")
+    yield from open_tenant(cluster, receiver, "b")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +18,8 @@ from hypothesis import strategies as st
 from kubernetes import client
 from standardwebhooks.webhooks import Webhook
 
-from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, Receiver, eventually
-from tests.integration.test_delivery import app, apply, endpoint, ready
+from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Receiver, eventually
+from tests.integration.test_hostile_input import Tenant, open_tenant
 
 LIMIT = 256 * 1024
 
@@ -73,25 +72,17 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def property_tenant(
     cluster: Cluster, receiver: Receiver, operator: OperatorProcess
-) -> Iterator[tuple[str, Producer]]:
-    name = f"t-property-{secrets.token_hex(3)}"
-    core = client.CoreV1Api(cluster.api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    apply(cluster, name, app(types=()), endpoint("ep", receiver.url("/p"), events=("*",)))
-    ready(cluster, name, "ep")
-    try:
-        yield name, Producer(cluster, name, ["billing"])
-    finally:
-        core.delete_namespace(name)
+) -> Iterator[Tenant]:
+    yield from open_tenant(cluster, receiver, "p")
 
 
 def test_accepted_events_arrive_unchanged_and_refusals_store_nothing(
     cluster: Cluster,
     delivery_service: DeliveryProcess,
     receiver: Receiver,
-    property_tenant: tuple[str, Producer],
+    property_tenant: Tenant,
 ) -> None:
-    namespace, producer = property_tenant
+    namespace, producer = property_tenant.namespace, property_tenant.producer
     url = f"{delivery_service.url}/v1/namespaces/{namespace}/apps/billing/events"
     headers = {**producer.headers, "Content-Type": "application/json"}
     accepted: dict[str, bytes] = {}  # event id -> canonical data sent
