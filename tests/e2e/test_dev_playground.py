@@ -10,8 +10,11 @@ with it), and its control plane dying (it stops, saying why)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from webhook_operator.devcluster.binaries import kubectl_binary
@@ -209,6 +213,48 @@ def test_first_delivery_is_printed_and_the_endpoint_is_healthy(playground: Runni
     while health() != "Healthy":
         assert time.monotonic() < deadline, "endpoint never Healthy"
         time.sleep(0.5)
+
+
+def test_the_printed_curl_command_works_as_printed(playground: Running) -> None:
+    """The hint's grant and curl command, followed to the letter (curl's flags read by
+    shlex and sent with httpx: the machine may have no curl)."""
+    lines = playground.output().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "or with curl:")
+    grant_at = next(i for i in range(start, len(lines)) if lines[i].strip().startswith("(grant"))
+    block = " ".join(line.strip().removesuffix("\\") for line in lines[start + 1 : grant_at])
+    grants = [line.strip().removesuffix(")") for line in lines[grant_at + 1 : grant_at + 3]]
+    exported = next(line.strip() for line in lines if line.strip().startswith("export KUBECONFIG="))
+    env = {**playground.env, "KUBECONFIG": exported.split("=", 1)[1]}
+    for grant in grants:
+        subprocess.run(shlex.split(grant), env=env, check=True, timeout=60)
+    kubectl, token_command = re.search(r"\$\((\S+) (create token default)\)", block).groups()  # type: ignore[union-attr]
+    token = subprocess.run(
+        [kubectl, *token_command.split()],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    argv = shlex.split(block.replace(f"$({kubectl} {token_command})", token))
+    assert argv[:3] == ["curl", "-X", "POST"], argv
+    headers = dict(value.split(": ", 1) for flag, value in itertools.pairwise(argv) if flag == "-H")
+    body = argv[argv.index("-d") + 1]
+    headers.setdefault("Content-Type", "application/x-www-form-urlencoded")  # what curl -d sends
+    mark = len(playground.output())
+
+    def post() -> httpx.Response:
+        return httpx.post(argv[3], headers=headers, content=body.encode(), timeout=30)
+
+    # A RoleBinding takes a moment to reach the apiserver's authorizer, and a refusal met
+    # in that moment is remembered for the authorization cache's 30 s.
+    deadline = time.monotonic() + 45
+    while (response := post()).status_code == 403:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(1)
+    assert response.status_code == 202, response.text
+    printed = playground.wait_for("in_3", 60, after=mark)
+    assert "signature verified" in printed
 
 
 def test_a_second_playground_on_the_same_directory_is_refused(playground: Running) -> None:

@@ -3,6 +3,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import pg
+from tests.harness import Receiver
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,3 +24,19 @@ def postgres_dsn() -> Iterator[str]:
         yield server.dsn
     finally:
         server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A recording HTTP receiver on 127.0.0.1 for one test."""
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def module_receiver() -> Iterator[Receiver]:
+    """A recording HTTP receiver on 127.0.0.1 shared by a module's tests."""
+    r = Receiver()
+    yield r
+    r.close()

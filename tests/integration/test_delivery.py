@@ -7,7 +7,6 @@ import base64
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,6 @@ from standardwebhooks.webhooks import Webhook
 from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, Receiver, eventually
 
 GROUP, VERSION = "webhook-operator.dev", "v1alpha1"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture(autouse=True)

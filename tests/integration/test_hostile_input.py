@@ -61,22 +61,17 @@ def open_tenant(cluster: Cluster, receiver: Receiver, label: str) -> Iterator[Te
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def tenant(cluster: Cluster, receiver: Receiver, operator: OperatorProcess) -> Iterator[Tenant]:
-    yield from open_tenant(cluster, receiver, "a")
+def tenant(
+    cluster: Cluster, module_receiver: Receiver, operator: OperatorProcess
+) -> Iterator[Tenant]:
+    yield from open_tenant(cluster, module_receiver, "a")
 
 
 @pytest.fixture(scope="module")
 def other_tenant(
-    cluster: Cluster, receiver: Receiver, operator: OperatorProcess
+    cluster: Cluster, module_receiver: Receiver, operator: OperatorProcess
 ) -> Iterator[Tenant]:
-    yield from open_tenant(cluster, receiver, "b")
+    yield from open_tenant(cluster, module_receiver, "b")
 
 
 @pytest.fixture(scope="module")

@@ -63,23 +63,15 @@ def canonical(value: Any) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
 def property_tenant(
-    cluster: Cluster, receiver: Receiver, operator: OperatorProcess
+    cluster: Cluster, module_receiver: Receiver, operator: OperatorProcess
 ) -> Iterator[Tenant]:
-    yield from open_tenant(cluster, receiver, "p")
+    yield from open_tenant(cluster, module_receiver, "p")
 
 
 def test_accepted_events_arrive_unchanged_and_refusals_store_nothing(
     cluster: Cluster,
     delivery_service: DeliveryProcess,
-    receiver: Receiver,
     property_tenant: Tenant,
 ) -> None:
     namespace, producer = property_tenant.namespace, property_tenant.producer
@@ -136,7 +128,7 @@ def test_accepted_events_arrive_unchanged_and_refusals_store_nothing(
     assert refused, "no generated event was refused: the strategies are off"
 
     def all_arrived() -> bool:
-        ids = {r["headers"]["webhook-id"] for r in receiver.received("/p")}
+        ids = {r["headers"]["webhook-id"] for r in property_tenant.receiver.received("/p")}
         return set(accepted) <= ids
 
     eventually(all_arrived, timeout=60, what="every accepted event is delivered")
@@ -144,7 +136,7 @@ def test_accepted_events_arrive_unchanged_and_refusals_store_nothing(
         client.CoreV1Api(cluster.api).read_namespaced_secret("ep-signing-secret", namespace).data
     )
     secret = base64.b64decode(secret_data["secret"]).decode()
-    for request in receiver.received("/p"):
+    for request in property_tenant.receiver.received("/p"):
         payload = Webhook(secret).verify(request["body"], request["headers"])
         event_id = request["headers"]["webhook-id"]
         assert canonical(payload["data"]) == accepted[event_id], event_id

@@ -9,7 +9,6 @@ import json
 import os
 import shlex
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,6 @@ from webhook_operator.devcluster.cluster import free_port
 
 GROUP, VERSION = "webhook-operator.dev", "v1alpha1"
 PLUGIN = BIN / "kubectl-webhooks"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture(autouse=True)

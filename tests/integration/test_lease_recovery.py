@@ -33,13 +33,6 @@ EVENTS = 5
 PROMPTLY = 15.0
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
 @pytest.fixture(autouse=True)
 def _operator(operator: OperatorProcess) -> None:
     """Endpoints turn Ready through the operator."""

@@ -36,6 +36,16 @@ def test_markup_and_escapes_in_data_are_printed_as_text() -> None:
     assert "\x1b" not in printed
 
 
+def test_a_large_event_is_one_short_line() -> None:
+    out = io.StringIO()
+    receiver = PrintingReceiver(Console(file=out, width=1000), lambda: [SECRET])
+    deliver(receiver, json.dumps({"type": "a.b", "data": {"blob": "x" * 200_000}}).encode())
+    (line,) = out.getvalue().splitlines()
+    assert len(line) < 400
+    assert "…" in line
+    assert "signature verified" in line
+
+
 def test_an_unreadable_secret_is_said_not_raised() -> None:
     def broken() -> list[str]:
         raise TimeoutError("apiserver did not answer")

@@ -539,6 +539,7 @@ class Playground:
             "  or with curl:",
             f"  curl -X POST {delivery_url}/v1/namespaces/default/apps/{SAMPLE_APP}/events \\",
             f'    -H "Authorization: Bearer $({kubectl} create token default)" \\',
+            "    -H 'Content-Type: application/json' \\",
             '    -d \'{"type": "invoice.paid", "data": {"invoiceId": "in_3"}}\'',
             "    (grant the default ServiceAccount the emit verb first:",
             f"     {kubectl} create role emit --verb=emit"

@@ -16,6 +16,7 @@ from webhook_operator.display_text import one_line
 from webhook_operator.signing import InvalidSignature, verify
 
 SecretLookup = Callable[[], list[str]]
+SHOWN_CHARS = 300
 
 
 @dataclass
@@ -35,8 +36,9 @@ class PrintingReceiver:
             summary = f"{event.get('type')}  data={json.dumps(event.get('data'))}"
         except ValueError:
             summary = body[:200].decode("utf-8", "replace")
-        # What arrived is someone else's text: neither terminal escapes nor rich markup.
-        shown = escape(one_line(f"{headers.get('webhook-id', '?')}  {summary}"))
+        # What arrived is someone else's text: neither terminal escapes nor rich markup; and
+        # a 200 KB event is one line, not a screenful.
+        shown = escape(one_line(f"{headers.get('webhook-id', '?')}  {summary}", SHOWN_CHARS))
         self.console.print(f"[bold]⇢ delivery[/bold] {shown}  {verdict}")
         return web.Response(status=204)
 
