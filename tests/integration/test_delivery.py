@@ -324,7 +324,11 @@ def test_gone_disables_at_once_and_enable_annotation_flushes_held(
     cluster: Cluster, namespace: str, receiver: Receiver, delivery_service: DeliveryProcess
 ) -> None:
     receiver.respond("/hook", (410, {}, 0.0), (204, {}, 0.0))
-    producer = setup_app(cluster, namespace, receiver, endpoint("ep", receiver.url("/hook")))
+    # Held deliveries are released oldest first; one at a time, they also arrive in that
+    # order (with several in flight, arrival order is the network's).
+    producer = setup_app(
+        cluster, namespace, receiver, endpoint("ep", receiver.url("/hook"), maxConcurrency=1)
+    )
     emit(delivery_service, namespace, producer, id_="first")
 
     def disabled() -> bool:
