@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness import Cluster, DeliveryProcess, OperatorProcess, slug
+from tests.harness import Cluster, DeliveryProcess, OperatorProcess, PortalProcess, slug
 from webhook_operator.devcluster import LocalCluster, install_crds, resolve
 
 
@@ -83,6 +83,21 @@ def operator(
         tmp_path_factory.mktemp("operator"),
         f"op-{secrets.token_hex(3)}",
         f"--delivery-url={delivery_service.url}",
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def portal(
+    cluster: Cluster,
+    tmp_path_factory: pytest.TempPathFactory,
+    delivery_service: DeliveryProcess,
+    operator: OperatorProcess,
+) -> Iterator[PortalProcess]:
+    """The portal for the session, in front of the session's delivery service and operator."""
+    proc = PortalProcess(
+        cluster.kubeconfig, tmp_path_factory.mktemp("portal"), delivery_service.url
     ).start()
     yield proc
     proc.stop()

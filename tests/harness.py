@@ -3,6 +3,7 @@ operator, the delivery service, HTTP receivers) and polling helpers."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -173,6 +174,82 @@ class DeliveryProcess:
                 return False
 
         eventually(ready, timeout=timeout, what="delivery service ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class PortalProcess:
+    """`webhook-operator portal` as a subprocess against the test cluster. Customers' URLs
+    may point to 127.0.0.1 only, as deliveries may (the delivery service's allow-list)."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        workdir: Path,
+        delivery_url: str,
+        *extra: str,
+        key_namespace: str = "default",
+        key_secret: str | None = None,
+        name: str = "portal",
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.delivery_url = delivery_url
+        self.extra = extra
+        self.key_namespace = key_namespace
+        self.key_secret = key_secret or f"portal-key-{os.urandom(3).hex()}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> PortalProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "webhook-operator"),
+                "portal",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--listen=127.0.0.1:{self.port}",
+                f"--delivery-url={self.delivery_url}",
+                f"--key-namespace={self.key_namespace}",
+                f"--key-secret={self.key_secret}",
+                "--allow-cidr=127.0.0.1/32",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        def ready() -> bool:
+            assert self.process is not None
+            assert self.process.poll() is None, f"portal exited:\n{self.log()[-3000:]}"
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(ready, timeout=timeout, what="portal ready")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:

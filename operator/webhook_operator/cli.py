@@ -197,9 +197,7 @@ def delivery(
     if metrics_listen != "off":
         metrics_host, _, raw_port = metrics_listen.rpartition(":")
         metrics_port = int(raw_port)
-    cidrs: list[str] = []
-    for value in allow_cidr or []:
-        cidrs.extend(c.strip() for c in value.split(",") if c.strip())
+    cidrs = _cidrs(allow_cidr)
     settings = ServiceSettings(
         store_url=store,
         kubeconfig=kubeconfig,
@@ -221,6 +219,90 @@ def delivery(
     except ImportError:
         pass
     asyncio.run(serve(settings))
+
+
+@app.command()
+def portal(
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="Kubeconfig to use (default: in-cluster, else KUBECONFIG).")
+    ] = None,
+    listen: Annotated[str, typer.Option(help="host:port of the portal's API.")] = "0.0.0.0:8090",
+    delivery_url: Annotated[
+        str,
+        typer.Option(
+            envvar="WEBHOOK_OPERATOR_DELIVERY_URL",
+            help="Base URL of the delivery service (deliveries, pings, resends, replays).",
+        ),
+    ] = "http://webhook-operator-delivery:8080",
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WEBHOOK_OPERATOR_PORTAL_URL",
+            help="Where customers reach the portal, the base of each ticket's portalUrl "
+            "(default: the scheme and host the ticket was requested on).",
+        ),
+    ] = None,
+    allow_cidr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-cidr",
+            envvar="WEBHOOK_OPERATOR_ALLOW_CIDRS",
+            help="Non-public networks customers' URLs may point to (repeatable); give the "
+            "delivery service the same list.",
+        ),
+    ] = None,
+    key_namespace: Annotated[
+        str,
+        typer.Option(envvar="POD_NAMESPACE", help="Namespace of the ticket key Secret."),
+    ] = "default",
+    key_secret: Annotated[
+        str,
+        typer.Option(help="Name of the Secret holding the ticket signing key (created if absent)."),
+    ] = "webhook-operator-portal-ticket-key",
+    default_ttl: Annotated[str, typer.Option(help="Ticket lifetime when none is asked for.")] = (
+        "15m"
+    ),
+    max_ttl: Annotated[str, typer.Option(help="Longest ticket lifetime that may be asked for.")] = (
+        "1h"
+    ),
+    ticket_rate: Annotated[
+        float, typer.Option(help="Requests per second one ticket may make (burst twice that).")
+    ] = 10.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the portal: access tickets for the platform's backend and the tenant API its
+    customers use to manage their own endpoints."""
+    import asyncio
+    import logging
+
+    from webhook_operator.durations import parse_duration
+    from webhook_operator.portal.server import serve
+    from webhook_operator.portal.settings import PortalSettings
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    host, _, port = listen.rpartition(":")
+    settings = PortalSettings(
+        kubeconfig=kubeconfig,
+        host=host or "0.0.0.0",
+        port=int(port),
+        delivery_url=delivery_url,
+        public_url=public_url,
+        allow_cidrs=tuple(_cidrs(allow_cidr)),
+        key_namespace=key_namespace,
+        key_secret=key_secret,
+        default_ttl=parse_duration(default_ttl).total_seconds(),
+        max_ttl=parse_duration(max_ttl).total_seconds(),
+        ticket_rate=ticket_rate,
+    )
+    asyncio.run(serve(settings))
+
+
+def _cidrs(values: list[str] | None) -> list[str]:
+    """--allow-cidr values, each possibly a comma-separated list (as the env var is)."""
+    return [c.strip() for value in values or [] for c in value.split(",") if c.strip()]
 
 
 @app.command()

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from webhook_operator.api.names import PREFIX
 from webhook_operator.timestamps import format_ts, parse_ts
 
-PREFIX = "webhook-operator.dev/"
-ROTATE_ANNOTATION = PREFIX + "rotate-secret"
 # On the generated Secret:
 ISSUED_AT = PREFIX + "issued-at"
 ROTATED_AT = PREFIX + "rotated-at"

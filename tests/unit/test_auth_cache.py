@@ -17,7 +17,7 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from webhook_operator.delivery.auth import (
+from webhook_operator.kube_auth import (
     AuthorizationUnavailable,
     Authorizer,
     CachePolicy,

@@ -380,6 +380,25 @@ class EventType(Model):
     """Still accepted, but marked deprecated in the catalog."""
 
 
+class PortalSettings(Model):
+    """What the platform's customers may do through the portal for this app."""
+
+    enabled: bool = True
+    """Whether access tickets can be issued for this app and the tenant API serves it."""
+    max_endpoints: int = Field(default=20, ge=0, le=10_000)
+    """How many endpoints the app may have in all (Git-managed ones count too) before the
+    portal refuses to create more."""
+    allow_insecure_http: bool = False
+    """Whether customers may register plain http:// URLs. Off, only https:// is accepted."""
+    event_types: list[EventFilter] | None = Field(
+        default=None,
+        max_length=1024,
+        json_schema_extra=k8s_extra(**{"x-kubernetes-list-type": "set"}),
+    )
+    """The event types customers may subscribe to (exact types or wildcards such as
+    invoice.*). Unset means every type of the catalog."""
+
+
 class WebhookAppSpec(Model):
     description: str | None = Field(default=None, max_length=1024)
     """What this app sends, for people."""
@@ -394,6 +413,10 @@ class WebhookAppSpec(Model):
     endpoints may subscribe only to declared types (or wildcards matching them)."""
     endpoint_defaults: DeliverySettings | None = None
     """Delivery settings that this app's endpoints inherit when they do not set their own."""
+    portal: PortalSettings | None = None
+    """Guard rails for the customer portal: whether it serves this app, how many endpoints
+    customers may create, whether plain http is allowed and which event types they may
+    pick. Unset means the defaults."""
 
 
 class WebhookAppStatus(Model):

@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from webhook_operator.api.names import ENDPOINT_LABEL
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.controller.context import APPS, ENDPOINTS, Context
 from webhook_operator.controller.store import endpoint_app, without_managed_fields
@@ -79,7 +80,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             if old is not None and _version(old) == _version(new):
                 return  # the operator wrote this version itself and has reconciled it
         users = ctx.store.endpoints_using_secret(namespace, name)
-        owner = dict(labels or {}).get("webhook-operator.dev/endpoint")
+        owner = dict(labels or {}).get(ENDPOINT_LABEL)
         if owner and (namespace, owner) in ctx.store.endpoints:
             users.append((namespace, owner))
         for ns, ep in users:

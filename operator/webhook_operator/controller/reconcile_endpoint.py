@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from webhook_operator import conditions as cond
 from webhook_operator import rotation
+from webhook_operator.api import names
 from webhook_operator.api.v1alpha1 import Condition, WebhookAppSpec, WebhookEndpointSpec
 from webhook_operator.controller.context import ENDPOINTS, Context
 from webhook_operator.controller.secrets import (
@@ -180,7 +181,7 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
         spec, ctx.store.apps.get((namespace, spec.app_ref.name)), namespace, gen, now
     )
     policy = effective_rotation(spec, app_spec)
-    requested = (meta.get("annotations") or {}).get(rotation.ROTATE_ANNOTATION)
+    requested = (meta.get("annotations") or {}).get(names.ROTATE_ANNOTATION)
     if spec.secret_ref is not None:
         ref = spec.secret_ref
         secret = ctx.store.secrets.get((namespace, ref.name))

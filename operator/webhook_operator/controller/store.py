@@ -8,13 +8,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_operator.rotation import PREFIX
+from webhook_operator.api.names import APP_LABEL, ENDPOINT_LABEL, MANAGER
+from webhook_operator.api.names import K8S_MANAGED_BY as MANAGED_BY
 
 NsName = tuple[str, str]
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "webhook-operator"
-APP_LABEL = PREFIX + "app"
-ENDPOINT_LABEL = PREFIX + "endpoint"
+__all__ = ["APP_LABEL", "ENDPOINT_LABEL", "MANAGED_BY", "MANAGER"]
 
 
 def _ns_name(obj: dict[str, Any]) -> NsName:

@@ -4,12 +4,9 @@ the operator, probes and metrics. Every error is JSON that says what is wrong:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -19,8 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from webhook_operator import ids
 from webhook_operator.delivery import ingest, wire
-from webhook_operator.delivery.auth import AuthorizationUnavailable, Forbidden, Unauthenticated
 from webhook_operator.delivery.openapi import OPENAPI
+from webhook_operator.http_api import inputs
+from webhook_operator.http_api.errors import ApiError, error_response, middleware
 from webhook_operator.store.base import DeliveryQuery, DeliveryStatus
 
 if TYPE_CHECKING:
@@ -34,128 +32,36 @@ STORE_UNAVAILABLE = (
     psycopg.OperationalError,
     psycopg_pool.PoolTimeout,
 )
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_PAGE = 500
 REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
+def _ingest_error(_: web.Request, exc: Exception) -> web.StreamResponse | None:
+    if isinstance(exc, ingest.IngestError):
+        return error_response(exc.status, exc.reason, exc.message)
+    return None
 
 
-def error_response(
-    status: int, reason: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response(
-        {"error": {"reason": reason, "message": message}}, status=status, headers=headers
+def _store_unavailable(request: web.Request, exc: Exception) -> web.StreamResponse | None:
+    if not isinstance(exc, STORE_UNAVAILABLE):
+        return None
+    log.warning("%s %s: the store is unavailable: %s", request.method, request.path, exc)
+    return error_response(
+        503,
+        "StoreUnavailable",
+        "the delivery service cannot reach its database; nothing was stored, try again",
+        headers={"Retry-After": "5"},
     )
 
 
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as JSON with a reason, whatever raised it."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.reason, exc.message)
-    except ingest.IngestError as exc:
-        return error_response(exc.status, exc.reason, exc.message)
-    except Unauthenticated as exc:
-        return error_response(401, "Unauthorized", str(exc))
-    except Forbidden as exc:
-        return error_response(403, "Forbidden", str(exc))
-    except AuthorizationUnavailable as exc:
-        return error_response(
-            503,
-            "KubernetesUnavailable",
-            str(exc),
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    except STORE_UNAVAILABLE as exc:
-        log.warning("%s %s: the store is unavailable: %s", request.method, request.path, exc)
-        return error_response(
-            503,
-            "StoreUnavailable",
-            "the delivery service cannot reach its database; nothing was stored, try again",
-            headers={"Retry-After": "5"},
-        )
-    except web.HTTPException as exc:
-        if exc.status >= 400:
-            return error_response(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
-        raise
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return error_response(
-            500, "InternalError", "the delivery service failed on this request; see its log"
-        )
-
-
-def _whole_number(raw: str, name: str, low: int, high: int, reason: str) -> int:
-    # isdigit() alone would take "²", which int() then refuses.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))) or not (
-        low <= int(raw) <= high
-    ):
-        raise ApiError(400, reason, f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+errors = middleware(_ingest_error, _store_unavailable, server="the delivery service")
+_name = inputs.path_name
+_query_name = inputs.query_name
+_cursor = inputs.cursor
 
 
 def _limit(request: web.Request) -> int:
-    return _whole_number(request.query.get("limit", "50"), "limit", 1, MAX_PAGE, "BadLimit")
-
-
-# What Kubernetes allows as names: anything else cannot exist, so it is refused before it
-# reaches the store (PostgreSQL refuses a NUL in text with an error, not an empty answer).
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-_ID = re.compile(r"[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}")
-_PATH_NAMES = {
-    "namespace": (_DNS_LABEL, "a namespace name (a DNS label)"),
-    "app": (_DNS_SUBDOMAIN, "a WebhookApp name (a DNS subdomain)"),
-    "endpoint": (_DNS_SUBDOMAIN, "a WebhookEndpoint name (a DNS subdomain)"),
-    "id": (_ID, "a delivery id such as dlv_01J…"),
-}
-
-
-def _name(request: web.Request, key: str) -> str:
-    value = request.match_info[key]
-    pattern, what = _PATH_NAMES[key]
-    if not pattern.fullmatch(value):
-        raise ApiError(400, "InvalidName", f"{value!r} is not {what}")
-    return value
-
-
-def _query_name(request: web.Request, key: str) -> str | None:
-    value = request.query.get(key) or None
-    if value is not None and not _DNS_SUBDOMAIN.fullmatch(value):
-        raise ApiError(400, "InvalidName", f"{key}={value!r} is not a Kubernetes object name")
-    return value
-
-
-def _cursor(request: web.Request) -> str | None:
-    value = request.query.get("cursor") or None
-    if value is not None and not _ID.fullmatch(value):
-        raise ApiError(400, "BadCursor", "cursor must be the `next` value of a previous page")
-    return value
-
-
-def _json_body_type(request: web.Request) -> None:
-    """JSON is the only body accepted; no Content-Type at all is taken to mean JSON."""
-    if request.headers.get("Content-Type") is None:
-        return
-    mime = request.content_type
-    charset = request.charset
-    if not (mime == "application/json" or mime.endswith("+json")) or (
-        charset is not None and charset.lower() not in ("utf-8", "utf8")
-    ):
-        raise ApiError(
-            415,
-            "UnsupportedMediaType",
-            f"send the body as Content-Type: application/json (UTF-8), not {mime!r}",
-        )
+    return inputs.limit(request, most=MAX_PAGE)
 
 
 def _statuses(request: web.Request) -> tuple[DeliveryStatus, ...]:
@@ -199,32 +105,8 @@ class Routes:
     # -- ingest ----------------------------------------------------------------------------
 
     async def _body(self, request: web.Request) -> bytes:
-        """The whole body, however it is chunked: 413 past the limit, 408 when the client
-        stops sending."""
-        _json_body_type(request)
-        limit = self.svc.settings.max_body
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(
-                413, "TooLarge", f"the body is {request.content_length} bytes; the limit is {limit}"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.svc.settings.body_timeout):
-                async for chunk in request.content.iter_any():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ApiError(
-                            413, "TooLarge", f"the body is over the limit of {limit} bytes"
-                        )
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise ApiError(
-                408,
-                "BodyTimeout",
-                f"the body did not arrive within {self.svc.settings.body_timeout:g} s",
-            ) from None
-        return b"".join(chunks)
+        settings = self.svc.settings
+        return await inputs.read_body(request, settings.max_body, settings.body_timeout)
 
     async def emit(self, request: web.Request) -> web.Response:
         namespace, app_name = _name(request, "namespace"), _name(request, "app")

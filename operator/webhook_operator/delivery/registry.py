@@ -20,6 +20,7 @@ from jsonschema.validators import validator_for
 from pydantic import ValidationError
 
 from webhook_operator import rotation
+from webhook_operator.api.names import ENABLE_ANNOTATION
 from webhook_operator.api.v1alpha1 import DeliverySettings, WebhookAppSpec, WebhookEndpointSpec
 from webhook_operator.durations import parse_duration
 from webhook_operator.event_matching import subscribed
@@ -30,7 +31,6 @@ from webhook_operator.timestamps import parse_ts
 
 log = logging.getLogger(__name__)
 
-ENABLE_ANNOTATION = rotation.PREFIX + "enable"
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_CONCURRENCY = 10
 NsName = tuple[str, str]

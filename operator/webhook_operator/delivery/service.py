@@ -17,23 +17,24 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from webhook_operator import ids
+from webhook_operator.api.names import K8S_MANAGED_BY, MANAGER
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.delivery import ingest
 from webhook_operator.delivery.api import Routes, metrics_app
-from webhook_operator.delivery.auth import Authorizer
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
-from webhook_operator.delivery.informer import Informer
 from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender
+from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_client import connect
+from webhook_operator.kube_informer import Informer
 from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent, Store
 from webhook_operator.store.factory import open_store
 from webhook_operator.url_policy import AddressPolicy
 
 log = logging.getLogger(__name__)
-GENERATED_SECRETS = "app.kubernetes.io/managed-by=webhook-operator"
+GENERATED_SECRETS = f"{K8S_MANAGED_BY}={MANAGER}"
 PING_TYPE = "webhook.ping"
 
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from webhook_operator import __version__, rotation, signing
+from webhook_operator import __version__, signing
+from webhook_operator.api import names
 from webhook_operator.plugin import parsing, render
 from webhook_operator.plugin.client import DeliveryClient
 from webhook_operator.plugin.errors import EPILOG, Exit, PluginError
@@ -512,18 +513,18 @@ def rotate_secret(
         )
     new_value = value or _stamp()
     annotations = (current.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(rotation.ROTATE_ANNOTATION) == new_value:
+    if annotations.get(names.ROTATE_ANNOTATION) == new_value:
         raise _bad(
-            f"{rotation.ROTATE_ANNOTATION} is already {new_value!r}, and the operator rotates"
+            f"{names.ROTATE_ANNOTATION} is already {new_value!r}, and the operator rotates"
             " once per value: pass a different --value"
         )
-    kube.annotate_endpoint(api, ns, endpoint, rotation.ROTATE_ANNOTATION, new_value)
+    kube.annotate_endpoint(api, ns, endpoint, names.ROTATE_ANNOTATION, new_value)
     if output is Output.JSON:
         render.print_json(
             {
                 "endpoint": endpoint,
                 "namespace": ns,
-                "annotation": rotation.ROTATE_ANNOTATION,
+                "annotation": names.ROTATE_ANNOTATION,
                 "value": new_value,
             }
         )
@@ -538,7 +539,7 @@ def rotate_secret(
         keeps = f"the previous secret keeps verifying for {grace}"
     render.say(
         f"rotation of WebhookEndpoint {endpoint}'s signing secret requested"
-        f" ({rotation.ROTATE_ANNOTATION}={new_value}); {keeps}"
+        f" ({names.ROTATE_ANNOTATION}={new_value}); {keeps}"
     )
 
 
@@ -555,7 +556,7 @@ def enable(
 
     Its held deliveries are then sent. A paused endpoint (spec.active: false) stays paused:
     resume it with `kubectl webhooks resume`."""
-    from webhook_operator.delivery.registry import ENABLE_ANNOTATION
+    from webhook_operator.api.names import ENABLE_ANNOTATION
     from webhook_operator.plugin import kube
 
     target = _target(namespace, server, kubeconfig, token)

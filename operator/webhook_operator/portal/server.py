@@ -1,0 +1,164 @@
+"""The portal process: builds the pieces, serves the API, keeps the watches and the ticket
+key fresh, and stops cleanly. Nothing here handles a request itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from webhook_operator import __version__
+from webhook_operator.api.v1alpha1 import GROUP, VERSION
+from webhook_operator.http_api import openapi
+from webhook_operator.http_api.errors import error_response, middleware
+from webhook_operator.kube_auth import Authorizer
+from webhook_operator.kube_client import connect
+from webhook_operator.kube_informer import Informer
+from webhook_operator.portal import deliveries_api, endpoints_api, overview_api, tickets_api
+from webhook_operator.portal.context import Portal
+from webhook_operator.portal.delivery_client import DeliveryClient
+from webhook_operator.portal.directory import Directory
+from webhook_operator.portal.settings import PortalSettings
+from webhook_operator.portal.tenant import RequestBudget, TenantAuth
+from webhook_operator.portal.ticket_keys import TicketKeys
+from webhook_operator.url_policy import AddressPolicy
+
+log = logging.getLogger(__name__)
+TITLE = "webhook-operator portal"
+DESCRIPTION = (
+    "Access tickets for the platform's backend, and the tenant API under /v1/portal/ for"
+    " its customers: endpoints, secrets, tests, deliveries and replay of one WebhookApp,"
+    " authenticated by `Authorization: Bearer <ticket>`."
+)
+
+
+def build(settings: PortalSettings, api: client.ApiClient) -> Portal:
+    directory = Directory()
+    keys = TicketKeys(api, settings.key_namespace, settings.key_secret)
+    return Portal(
+        settings=settings,
+        api=api,
+        directory=directory,
+        keys=keys,
+        authorizer=Authorizer(api),
+        delivery=DeliveryClient(settings.delivery_url, api),
+        tenant=TenantAuth(keys, directory, RequestBudget(settings.ticket_rate)),
+        addresses=AddressPolicy.from_strings(settings.allow_cidrs),
+    )
+
+
+def operations(portal: Portal) -> list[openapi.Operation]:
+    return [
+        *tickets_api.operations(portal),
+        *endpoints_api.operations(portal),
+        *deliveries_api.operations(portal),
+        *overview_api.operations(portal),
+    ]
+
+
+class Server:
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+        custom: Any = client.CustomObjectsApi(portal.api)
+        self.informers = [
+            Informer(
+                "webhookapps",
+                portal.api,
+                custom.list_cluster_custom_object,
+                portal.directory.on_app,
+                group=GROUP,
+                version=VERSION,
+                plural="webhookapps",
+            ),
+            Informer(
+                "webhookendpoints",
+                portal.api,
+                custom.list_cluster_custom_object,
+                portal.directory.on_endpoint,
+                group=GROUP,
+                version=VERSION,
+                plural="webhookendpoints",
+            ),
+        ]
+
+    def ready(self) -> bool:
+        return self.portal.keys.ready and all(i.synced.is_set() for i in self.informers)
+
+    def app(self) -> web.Application:
+        settings = self.portal.settings
+        app = web.Application(
+            middlewares=[middleware(server="the portal")],
+            client_max_size=settings.max_body + 65536,
+        )
+        ops = operations(self.portal)
+        document = openapi.document(TITLE, __version__, DESCRIPTION, ops)
+
+        async def openapi_json(_: web.Request) -> web.Response:
+            return web.json_response(document)
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        async def readyz(_: web.Request) -> web.Response:
+            if not self.ready():
+                return error_response(
+                    503, "NotReady", "still loading apps, endpoints and the ticket key"
+                )
+            return web.json_response({"status": "ready"})
+
+        openapi.add_routes(app.router, ops)
+        app.router.add_get("/openapi.json", openapi_json)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        return app
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.portal.settings
+        watches = [asyncio.create_task(i.run()) for i in self.informers]
+        keys = asyncio.create_task(self._keys())
+        # aiohttp closes a connection still waiting for a whole request when the keep-alive
+        # timer fires: that timer is the header timeout. No access log: URLs are harmless,
+        # but the habit of never logging requests keeps tickets out of logs for good.
+        runner = web.AppRunner(
+            self.app(), access_log=None, keepalive_timeout=settings.header_timeout
+        )
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        log.info("portal listening on %s:%d", settings.host, settings.port)
+        try:
+            await stop.wait()
+        finally:
+            for task in [*watches, keys]:
+                task.cancel()
+            for task in [*watches, keys]:
+                with contextlib.suppress(BaseException):
+                    await task
+            await runner.cleanup()
+            await self.portal.delivery.close()
+
+    async def _keys(self) -> None:
+        keys = self.portal.keys
+        while not keys.ready:
+            try:
+                await keys.load()
+            except Exception as exc:
+                log.warning("cannot read or create the ticket key Secret yet: %r", exc)
+                await asyncio.sleep(2.0)
+        await keys.run()
+
+
+async def serve(settings: PortalSettings) -> None:
+    api = await connect(settings.kubeconfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await Server(build(settings, api)).run(stop)
+    finally:
+        await api.close()
