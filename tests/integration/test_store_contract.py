@@ -135,6 +135,7 @@ async def add(
     key: str | None = None,
     status: DeliveryStatus = PENDING,
     payload: str | None = None,
+    event_type: str = "order.created",
 ) -> tuple[str, list[str]]:
     """One event created at `at` with a delivery per endpoint (default ep-1); returns the
     event id and the delivery ids."""
@@ -142,7 +143,7 @@ async def add(
         id=event_id(at),
         namespace=namespace,
         app=app,
-        type="order.created",
+        type=event_type,
         payload=payload if payload is not None else f'{{"at": {at}}}',
         idempotency_key=key,
         created_at=at,
@@ -649,6 +650,33 @@ async def test_list_deliveries_pages_by_cursor(store: Store) -> None:
         assert seen == created[::-1]
 
 
+@contract
+async def test_list_deliveries_by_event_type(store: Store) -> None:
+    paid = await one(store, "ep-1", at=NOW, event_type="invoice.paid")
+    created = await one(store, "ep-1", at=NOW + 1, event_type="invoice.created")
+    other = await one(store, "ep-2", at=NOW + 2, event_type="invoice.paid")
+    prefixed = await one(store, "ep-1", at=NOW + 3, event_type="invoice.paid.late")
+    await settle(store, {paid: FAILED})
+
+    def query(*types: str, **kwargs: Any) -> DeliveryQuery:
+        return DeliveryQuery(NS, event_types=types, **kwargs)
+
+    # Exact types only: neither a prefix nor a longer type matches.
+    assert await ids_of(store, query("invoice.paid")) == [other, paid]
+    assert await ids_of(store, query("invoice.paid", "invoice.created")) == [other, created, paid]
+    assert await ids_of(store, query("invoice")) == []
+    assert await ids_of(store, query("invoice.paid", endpoint="ep-1")) == [paid]
+    assert await ids_of(store, query("invoice.paid", app=APP, statuses=(FAILED,))) == [paid]
+    assert await ids_of(store, query("invoice.paid", statuses=(PENDING,))) == [other]
+    assert await ids_of(store, query("invoice.paid.late", app="billing")) == []
+    assert await ids_of(store, query()) == [prefixed, other, created, paid]
+
+    rows, cursor = await store.list_deliveries(query("invoice.paid", limit=1))
+    assert ([r.id for r in rows], cursor) == ([other], other)
+    rows, cursor = await store.list_deliveries(query("invoice.paid", cursor=cursor, limit=1))
+    assert ([r.id for r in rows], cursor) == ([paid], None)
+
+
 # -- get_delivery, resend, replay -------------------------------------------------------
 
 
@@ -739,6 +767,32 @@ async def test_replay_copies_matching_deliveries_since_a_time(store: Store) -> N
     assert await store.replay(NS, "ep-1", NOW + 11, NOW + 20, (EXHAUSTED, PENDING)) == 0
     with pytest.raises(ValueError, match="new ids"):
         await store.replay(NS, "ep-1", t1, NOW + 30, (EXHAUSTED,), [delivery_id(NOW)])
+
+
+@contract
+async def test_replay_until_is_an_exclusive_upper_bound(store: Store) -> None:
+    t1, t2, t3 = NOW - 300, NOW - 200, NOW - 100
+    first = await one(store, "ep-1", at=t1)
+    second = await one(store, "ep-1", at=t2)
+    third = await one(store, "ep-1", at=t3)
+    await settle(store, {first: EXHAUSTED, second: EXHAUSTED, third: EXHAUSTED}, now=NOW - 50)
+
+    def replayed(rows: list[str]) -> set[str]:
+        return set(rows) - {first, second, third}
+
+    async def event_of(delivery: str) -> str:
+        return (await detail(store, delivery)).delivery.event_id
+
+    # [t1, t3): the one created exactly at `until` stays out.
+    assert await store.replay(NS, "ep-1", t1, NOW, (EXHAUSTED,), until=t3) == 2
+    copies = replayed(await ids_of(store, DeliveryQuery(NS, endpoint="ep-1")))
+    assert {await event_of(c) for c in copies} == {await event_of(first), await event_of(second)}
+
+    assert await store.replay(NS, "ep-1", t2, NOW + 1, (EXHAUSTED,), until=t2 + 1) == 1
+    assert await store.replay(NS, "ep-1", t1, NOW + 2, (EXHAUSTED,), until=t1) == 0
+    # Copies are created at `now`, after `until`, so they are never replayed again.
+    assert await store.replay(NS, "ep-1", t1, NOW + 3, (EXHAUSTED, PENDING), until=t3 + 1) == 3
+    assert await store.replay(NS, "ep-1", t1, NOW + 4, (EXHAUSTED,), until=None) == 3
 
 
 # -- stats ------------------------------------------------------------------------------

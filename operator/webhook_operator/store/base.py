@@ -166,6 +166,7 @@ class DeliveryQuery:
     app: str | None = None
     endpoint: str | None = None
     statuses: tuple[DeliveryStatus, ...] = ()
+    event_types: tuple[str, ...] = ()  # exact event types (no wildcards); () = any
     cursor: str | None = None  # return ids strictly older than this one
     limit: int = 50
 
@@ -313,10 +314,11 @@ class Store(Protocol):
         now: float,
         statuses: tuple[DeliveryStatus, ...],
         new_ids: list[str] | None = None,
+        until: float | None = None,
     ) -> int:
         """New PENDING deliveries for every delivery of the endpoint created at or after
-        `since` whose status is in `statuses`; returns how many. Ids: `new_ids` when given
-        (at least as many as needed), else generated."""
+        `since` (and before `until`, when given) whose status is in `statuses`; returns how
+        many. Ids: `new_ids` when given (at least as many as needed), else generated."""
 
     async def stats_since(
         self, cursor: int, now: float, window: float = 86400.0

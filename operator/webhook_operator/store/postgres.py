@@ -386,6 +386,7 @@ FROM deliveries
 WHERE namespace = %(namespace)s AND endpoint = %(endpoint)s
   AND status = ANY(%(statuses)s)
   AND created_at >= %(since)s
+  AND (%(until)s::double precision IS NULL OR created_at < %(until)s)
 ORDER BY id
 """
 
@@ -727,6 +728,7 @@ class PostgresStore:
         now: float,
         statuses: tuple[DeliveryStatus, ...],
         new_ids: list[str] | None = None,
+        until: float | None = None,
     ) -> int:
         if not statuses:
             return 0
@@ -734,6 +736,7 @@ class PostgresStore:
             "namespace": namespace,
             "endpoint": endpoint,
             "since": since,
+            "until": until,
             "statuses": [s.value for s in statuses],
         }
         async with self._transaction() as cur:
@@ -801,4 +804,7 @@ def _list_filters(query: DeliveryQuery) -> tuple[list[str], dict[str, Any]]:
     if query.statuses:
         filters.append("d.status = ANY(%(statuses)s)")
         params["statuses"] = [s.value for s in query.statuses]
+    if query.event_types:
+        filters.append("d.event_type = ANY(%(event_types)s)")
+        params["event_types"] = list(query.event_types)
     return filters, params

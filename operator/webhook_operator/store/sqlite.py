@@ -325,6 +325,7 @@ FROM deliveries
 WHERE namespace = :namespace AND endpoint = :endpoint
   AND status IN ({statuses})
   AND created_at >= :since
+  AND (:until IS NULL OR created_at < :until)
 ORDER BY id
 """
 
@@ -582,12 +583,18 @@ class SQLiteStore:
         now: float,
         statuses: tuple[DeliveryStatus, ...],
         new_ids: list[str] | None = None,
+        until: float | None = None,
     ) -> int:
         if not statuses:
             return 0
         placeholders = ", ".join(f":status{i}" for i in range(len(statuses)))
         sql = SELECT_REPLAYABLE.format(statuses=placeholders)
-        params: dict[str, Any] = {"namespace": namespace, "endpoint": endpoint, "since": since}
+        params: dict[str, Any] = {
+            "namespace": namespace,
+            "endpoint": endpoint,
+            "since": since,
+            "until": until,
+        }
         params.update({f"status{i}": s.value for i, s in enumerate(statuses)})
         with self._write() as conn:
             sources = [row[0] for row in conn.execute(sql, params)]
@@ -706,6 +713,10 @@ def _list_filters(query: DeliveryQuery) -> tuple[list[str], dict[str, Any]]:
         names = [f"status{i}" for i in range(len(query.statuses))]
         filters.append(f"d.status IN ({', '.join(':' + n for n in names)})")
         params.update({n: s.value for n, s in zip(names, query.statuses, strict=True)})
+    if query.event_types:
+        names = [f"type{i}" for i in range(len(query.event_types))]
+        filters.append(f"d.event_type IN ({', '.join(':' + n for n in names)})")
+        params.update(dict(zip(names, query.event_types, strict=True)))
     return filters, params
 
 
