@@ -1,10 +1,436 @@
-"""(being written)"""
+"""The tenant API for endpoints: list, create, read, change, delete and rotate the secret
+of the ticket's app's WebhookEndpoints.
+
+Kubernetes stays the source of truth: an endpoint created here is a WebhookEndpoint
+labelled as portal-managed and annotated with the ticket's subject; endpoints from Git are
+listed but never changed (409), so the portal never fights Argo CD or Flux. The signing
+secret is the operator's to generate and rotate; the portal waits (bounded) for it, shows
+it in full once, in the answer to the change that made it, and masked afterwards."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import ipaddress
+import logging
+import secrets
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from webhook_operator import rotation
+from webhook_operator.api import names
+from webhook_operator.api.v1alpha1 import GROUP, VERSION
+from webhook_operator.http_api import inputs
+from webhook_operator.http_api.errors import ApiError
 from webhook_operator.http_api.openapi import Operation
+from webhook_operator.http_api.wire import respond
+from webhook_operator.kube_auth import unavailable
+from webhook_operator.naming import generated_secret_name
+from webhook_operator.portal import audit, endpoint_rules
 from webhook_operator.portal.context import Portal
+from webhook_operator.portal.directory import endpoint_app
+from webhook_operator.portal.tenant import Tenant
+from webhook_operator.portal.wire import Endpoint, EndpointCreate, EndpointList, EndpointUpdate
+from webhook_operator.timestamps import parse_ts
+from webhook_operator.url_policy import pick_address
+
+log = logging.getLogger(__name__)
+PLURAL = "webhookendpoints"
+DNS_TIMEOUT = 2.0
+POLL = 0.2
+
+
+# --- lookups ---------------------------------------------------------------------------------
+
+
+def owned_endpoint(portal: Portal, tenant: Tenant, name: str) -> dict[str, Any]:
+    """The ticket's app's endpoint `name`: 404 when there is none in the ticket's
+    namespace, 403 when it belongs to another app (whose name is not told)."""
+    obj = portal.directory.endpoint(tenant.namespace, name)
+    if obj is None:
+        raise ApiError(404, "EndpointNotFound", f"there is no endpoint {name}")
+    if endpoint_app(obj) != tenant.app_name:
+        raise ApiError(403, "OutsideTicket", f"endpoint {name} is not part of this ticket's app")
+    return obj
+
+
+def changeable(obj: dict[str, Any]) -> None:
+    if endpoint_rules.managed_by(obj) != names.PORTAL_MANAGER:
+        name = obj["metadata"]["name"]
+        raise ApiError(
+            409,
+            "ManagedByGitOps",
+            f"endpoint {name} is declared in Git by the platform and cannot be changed here;"
+            " ask the platform team",
+        )
+
+
+def kube_error(exc: ApiException, what: str) -> ApiError:
+    """An apiserver refusal as the customer should see it."""
+    status = int(exc.status or 0)
+    message = _kube_message(exc)
+    if status == 409:
+        return ApiError(409, "AlreadyExists" if "exists" in message else "Conflict", message)
+    if status == 422:
+        return ApiError(422, "Invalid", message)
+    if status in (401, 403):
+        log.error("Kubernetes refused the portal while it tried to %s: %s", what, message)
+        return ApiError(
+            502,
+            "PortalNotAllowed",
+            f"the platform has not given the portal the permission to {what}",
+        )
+    return ApiError(
+        503,
+        "KubernetesUnavailable",
+        f"Kubernetes could not {what} now; try again shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _kube_message(exc: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason or "refused")
+
+
+async def _kube(what: str, call: Any) -> Any:
+    try:
+        return await call
+    except ApiException as exc:
+        raise kube_error(exc, what) from None
+    except Exception as exc:
+        if unavailable(exc):
+            raise ApiError(
+                503,
+                "KubernetesUnavailable",
+                f"Kubernetes could not {what} now; try again shortly",
+                headers={"Retry-After": "5"},
+            ) from None
+        raise
+
+
+# --- checks that need I/O ----------------------------------------------------------------------
+
+
+async def address_reason(portal: Portal, url: str) -> str | None:
+    """Why deliveries could never reach `url` under the address policy the delivery
+    service applies: a literal address outside the allow-list, or a name that resolves only
+    to such addresses. A name that does not resolve (yet) is let through: the sender checks
+    again at every delivery."""
+    host = urlsplit(url).hostname or ""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        why = portal.addresses.check(literal)
+        return f"deliveries may not go to {why}" if why else None
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
+            DNS_TIMEOUT,
+        )
+    except (OSError, TimeoutError):
+        return None
+    _, why = pick_address(portal.addresses, [str(info[4][0]) for info in infos])
+    return f"{host} resolves to no address deliveries may go to: {why}" if why else None
+
+
+async def check_url(portal: Portal, tenant: Tenant, url: str) -> None:
+    reason = endpoint_rules.url_reason(url, tenant.spec) or await address_reason(portal, url)
+    if reason:
+        raise ApiError(422, "InvalidUrl", reason)
+
+
+def check_events(tenant: Tenant, events: list[str]) -> None:
+    reason = endpoint_rules.events_reason(events, tenant.spec)
+    if reason:
+        raise ApiError(422, "InvalidEvents", reason)
+
+
+# --- the signing secret ------------------------------------------------------------------------
+
+
+def _secret_location(obj: dict[str, Any]) -> tuple[str, str]:
+    ref = (obj.get("spec") or {}).get("secretRef") or {}
+    if ref.get("name"):
+        return str(ref["name"]), str(ref.get("key") or rotation.CURRENT_KEY)
+    return generated_secret_name(obj["metadata"]["name"]), rotation.CURRENT_KEY
+
+
+async def _read_secret(portal: Portal, namespace: str, name: str) -> Any | None:
+    core: Any = client.CoreV1Api(portal.api)
+    try:
+        return await core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise kube_error(exc, "read the signing secret") from None
+
+
+def _value(secret: Any, key: str) -> str | None:
+    raw = (getattr(secret, "data", None) or {}).get(key)
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(raw).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _annotation(secret: Any, key: str) -> str | None:
+    meta = getattr(secret, "metadata", None)
+    return ((getattr(meta, "annotations", None) or {}) if meta else {}).get(key)
+
+
+async def _wait_for_secret(
+    portal: Portal, namespace: str, name: str, token: str | None
+) -> Any | None:
+    """The generated Secret once it exists (and, with `token`, once that rotation was
+    done), or None after the configured wait."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + portal.settings.secret_wait
+    while True:
+        secret = await _read_secret(portal, namespace, name)
+        done = secret is not None and _value(secret, rotation.CURRENT_KEY) is not None
+        if done and (token is None or _annotation(secret, rotation.HANDLED_TOKEN) == token):
+            return secret
+        if loop.time() >= deadline:
+            return None
+        await asyncio.sleep(POLL)
+
+
+def _full_view(obj: dict[str, Any], secret: Any | None, key: str, masked: bool) -> Endpoint:
+    value = _value(secret, key) if secret is not None else None
+    expires = (
+        parse_ts(_annotation(secret, rotation.PREVIOUS_EXPIRES_AT)) if secret is not None else None
+    )
+    return endpoint_rules.view(
+        obj, endpoint_rules.mask(value) if masked else value, previous_expires_at=expires
+    )
+
+
+# --- handlers ----------------------------------------------------------------------------------
 
 
 def operations(portal: Portal) -> list[Operation]:
-    return []
+    custom: Any = client.CustomObjectsApi(portal.api)
+
+    async def list_endpoints(request: web.Request) -> web.Response:
+        tenant = await portal.tenant(request)
+        items = [
+            endpoint_rules.view(obj)
+            for obj in portal.directory.app_endpoints(tenant.namespace, tenant.app_name)
+        ]
+        return respond(EndpointList(items=items, max_endpoints=tenant.portal.max_endpoints))
+
+    async def get_endpoint(request: web.Request) -> web.Response:
+        tenant = await portal.tenant(request)
+        obj = owned_endpoint(portal, tenant, inputs.path_name(request, "endpoint"))
+        secret_name, key = _secret_location(obj)
+        secret = await _read_secret(portal, tenant.namespace, secret_name)
+        return respond(_full_view(obj, secret, key, masked=True))
+
+    async def create_endpoint(request: web.Request) -> web.Response:
+        tenant = await portal.tenant(request, write=True)
+        asked = inputs.parse_model(EndpointCreate, await _body(portal, request))
+        name = asked.name or f"ep-{secrets.token_hex(5)}"
+        reason = endpoint_rules.name_reason(name)
+        if reason:
+            raise ApiError(400, "InvalidName", reason)
+        await check_url(portal, tenant, asked.url)
+        check_events(tenant, asked.events)
+        count = len(portal.directory.app_endpoints(tenant.namespace, tenant.app_name))
+        if count >= tenant.portal.max_endpoints:
+            raise ApiError(
+                409,
+                "TooManyEndpoints",
+                f"this app may have at most {tenant.portal.max_endpoints} endpoints",
+            )
+        body = endpoint_rules.new_endpoint(
+            tenant.namespace, name, tenant.app_name, asked, tenant.subject
+        )
+        obj = await _kube(
+            "create the endpoint",
+            custom.create_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL, body),
+        )
+        portal.directory.remember(obj)
+        await audit.record(
+            portal, obj, "PortalCreated", f"created by {tenant.subject} through the portal"
+        )
+        secret = await _wait_for_secret(portal, tenant.namespace, generated_secret_name(name), None)
+        return respond(_full_view(obj, secret, rotation.CURRENT_KEY, masked=False), status=201)
+
+    async def update_endpoint(request: web.Request) -> web.Response:
+        tenant = await portal.tenant(request, write=True)
+        obj = owned_endpoint(portal, tenant, inputs.path_name(request, "endpoint"))
+        changeable(obj)
+        asked = inputs.parse_model(EndpointUpdate, await _body(portal, request))
+        if asked.url is not None:
+            await check_url(portal, tenant, asked.url)
+        if asked.events is not None:
+            check_events(tenant, asked.events)
+        patch, changes = endpoint_rules.update_patch(
+            obj, asked, tenant.subject, f"portal-{secrets.token_hex(6)}"
+        )
+        updated = await _kube(
+            "change the endpoint",
+            custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                tenant.namespace,
+                PLURAL,
+                obj["metadata"]["name"],
+                patch,
+                _content_type="application/merge-patch+json",
+            ),
+        )
+        portal.directory.remember(updated)
+        if changes:
+            await audit.record(
+                portal,
+                updated,
+                "PortalUpdated",
+                f"{', '.join(changes)} by {tenant.subject} through the portal",
+            )
+        return respond(endpoint_rules.view(updated))
+
+    async def delete_endpoint(request: web.Request) -> web.Response:
+        tenant = await portal.tenant(request, write=True)
+        obj = owned_endpoint(portal, tenant, inputs.path_name(request, "endpoint"))
+        changeable(obj)
+        name = obj["metadata"]["name"]
+        # Posted first: the Event outlives the endpoint and says who deleted it.
+        await audit.record(
+            portal,
+            obj,
+            "PortalDeleted",
+            f"deleted by {tenant.subject} through the portal; its pending deliveries are cancelled",
+        )
+        await _kube(
+            "delete the endpoint",
+            custom.delete_namespaced_custom_object(GROUP, VERSION, tenant.namespace, PLURAL, name),
+        )
+        portal.directory.forget(tenant.namespace, name)
+        return web.Response(status=204)
+
+    async def rotate_secret(request: web.Request) -> web.Response:
+        tenant = await portal.tenant(request, write=True)
+        obj = owned_endpoint(portal, tenant, inputs.path_name(request, "endpoint"))
+        changeable(obj)
+        name = obj["metadata"]["name"]
+        token = f"portal-{int(portal.clock())}-{secrets.token_hex(4)}"
+        patch = {
+            "metadata": {
+                "annotations": {
+                    names.ROTATE_ANNOTATION: token,
+                    names.CHANGED_BY_ANNOTATION: tenant.subject,
+                }
+            }
+        }
+        updated = await _kube(
+            "rotate the secret",
+            custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                tenant.namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+            ),
+        )
+        portal.directory.remember(updated)
+        await audit.record(
+            portal,
+            updated,
+            "PortalSecretRotated",
+            f"signing secret rotated by {tenant.subject} through the portal",
+        )
+        secret = await _wait_for_secret(
+            portal, tenant.namespace, generated_secret_name(name), token
+        )
+        if secret is None:
+            raise ApiError(
+                503,
+                "RotationPending",
+                "the rotation was requested but the operator has not carried it out yet;"
+                " the new secret cannot be shown. Ask the platform team to check the operator",
+            )
+        return respond(_full_view(updated, secret, rotation.CURRENT_KEY, masked=False))
+
+    item = "/v1/portal/endpoints/{endpoint}"
+    tag = "endpoints"
+    return [
+        Operation(
+            "GET",
+            "/v1/portal/endpoints",
+            list_endpoints,
+            "List the app's endpoints (Git-managed ones included, read-only)",
+            response=EndpointList,
+            tag=tag,
+            errors=(401, 403, 404, 429),
+        ),
+        Operation(
+            "POST",
+            "/v1/portal/endpoints",
+            create_endpoint,
+            "Create an endpoint; the answer shows its signing secret, once",
+            request=EndpointCreate,
+            response=Endpoint,
+            status=201,
+            tag=tag,
+            errors=(400, 401, 403, 409, 413, 415, 422, 429, 503),
+        ),
+        Operation(
+            "GET",
+            item,
+            get_endpoint,
+            "Read one endpoint (secret masked)",
+            response=Endpoint,
+            tag=tag,
+            errors=(400, 401, 403, 404, 429),
+        ),
+        Operation(
+            "PATCH",
+            item,
+            update_endpoint,
+            "Change url, description, events or active (true also re-enables)",
+            request=EndpointUpdate,
+            response=Endpoint,
+            tag=tag,
+            errors=(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+        ),
+        Operation(
+            "DELETE",
+            item,
+            delete_endpoint,
+            "Delete an endpoint; its pending deliveries are cancelled",
+            status=204,
+            tag=tag,
+            errors=(400, 401, 403, 404, 409, 429, 503),
+        ),
+        Operation(
+            "POST",
+            item + "/rotate-secret",
+            rotate_secret,
+            "Rotate the signing secret; the answer shows the new one, once, and the old one"
+            " keeps verifying for the grace period",
+            response=Endpoint,
+            tag=tag,
+            errors=(400, 401, 403, 404, 409, 429, 503),
+        ),
+    ]
+
+
+async def _body(portal: Portal, request: web.Request) -> bytes:
+    return await inputs.read_body(request, portal.settings.max_body, portal.settings.body_timeout)
