@@ -1,8 +1,10 @@
-"""Who is calling, and may they? Kubernetes RBAC is the permission system.
+"""Who is calling, and may they? Kubernetes RBAC is the permission system, for the
+delivery service and the portal alike.
 
 A bearer token is checked with a TokenReview; the permission with a SubjectAccessReview
 on `webhookapps` in group webhook-operator.dev (verb `emit` to post events, `get`/`list`
-to read history, `update` for resend/replay/ping). Both answers are cached briefly so the
+to read history, `update` for resend/replay/ping, `issue-tickets` for the portal's access
+tickets). Both answers are cached briefly so the
 ingest path costs no API round trip per event.
 
 When Kubernetes cannot answer, nobody is let in and nobody is turned away for good: a
