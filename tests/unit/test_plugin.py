@@ -10,12 +10,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer
+import typer.main
+from typer.testing import CliRunner
 
 from webhook_operator import signing
 from webhook_operator.plugin import parsing
 from webhook_operator.plugin.client import DeliveryClient
-from webhook_operator.plugin.commands import verify_with
+from webhook_operator.plugin.commands import app, verify_with
 from webhook_operator.plugin.errors import Exit, PluginError
+from webhook_operator.plugin.options import Shared, shared_options
+from webhook_operator.plugin.render import Output
 from webhook_operator.plugin.target import Target, load_kubeconfig, token_from_user
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -350,3 +355,51 @@ def test_verify_reports_which_key_signed() -> None:
         verify_with([new], headers, body + b" ", 300)
     with pytest.raises(signing.InvalidSecret):
         verify_with(["whsec_short"], headers, body, 300)
+
+
+# -- the shared options ----------------------------------------------------------------------
+
+SHARED_FLAGS = ("namespace", "server", "kubeconfig", "token", "output")
+
+
+def test_shared_flags_are_the_same_on_every_command() -> None:
+    group = typer.main.get_command(app)
+    commands = group.commands
+    described = set()
+    for name, command in commands.items():
+        if name == "version":
+            continue
+        shared = [p for p in command.params if p.name in SHARED_FLAGS]
+        assert [p.name for p in shared] == list(SHARED_FLAGS), name
+        described.add(tuple((tuple(p.opts), p.envvar, p.help) for p in shared))
+    (flags,) = described  # the same flags, variables and help text everywhere
+    assert [opts for opts, _, _ in flags][:2] == [("--namespace", "-n"), ("--server",)]
+    assert [env for _, env, _ in flags][1:4] == [
+        "WEBHOOK_OPERATOR_SERVER",
+        "KUBECONFIG",
+        "WEBHOOK_OPERATOR_TOKEN",
+    ]
+
+
+def test_shared_flags_work_before_and_after_the_arguments() -> None:
+    probe = typer.Typer()
+    got: list[tuple[str, Shared]] = []
+
+    @probe.command()
+    @shared_options
+    def show(endpoint: str, *, opts: Shared) -> None:
+        got.append((endpoint, opts))
+
+    @probe.command()
+    def other() -> None:  # a second command, so `show` is a subcommand as in the plugin
+        pass
+
+    env = {"WEBHOOK_OPERATOR_SERVER": "http://127.0.0.1:9"}
+    for argv in (
+        ["show", "ep", "-n", "team-a", "--token", "t", "-o", "json"],
+        ["show", "-n", "team-a", "--token", "t", "ep", "--output", "JSON"],
+    ):
+        result = CliRunner().invoke(probe, argv, env=env)
+        assert result.exit_code == 0, result.output
+    expected = Shared("team-a", "http://127.0.0.1:9", None, "t", Output.JSON)
+    assert got == [("ep", expected), ("ep", expected)]

@@ -1,6 +1,7 @@
-"""The `kubectl webhooks` commands. Each one resolves its target, calls the delivery
-service (`client`) or the Kubernetes API (`kube`) and prints with `render`; failures are
-PluginErrors, which `kubectl_plugin.main` turns into one line and an exit code."""
+"""The `kubectl webhooks` commands. Each one takes the shared flags as one `Shared`
+(`options`), resolves its target, calls the delivery service (`client`) or the Kubernetes
+API (`kube`) and prints with `render`; failures are PluginErrors, which
+`kubectl_plugin.main` turns into one line and an exit code."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from webhook_operator.api import names
 from webhook_operator.plugin import parsing, render
 from webhook_operator.plugin.client import DeliveryClient
 from webhook_operator.plugin.errors import EPILOG, Exit, PluginError
+from webhook_operator.plugin.options import Shared, shared_options
 from webhook_operator.plugin.render import Output
-from webhook_operator.plugin.target import SERVER_ENV, TOKEN_ENV, Target
+from webhook_operator.plugin.target import SERVER_ENV, Target
 
 if TYPE_CHECKING:
     from kubernetes import client as kube_client
@@ -51,62 +53,12 @@ app = typer.Typer(
 
 
 def _command(name: str | None = None) -> Callable[[CommandFunction], CommandFunction]:
-    # Every command's --help ends with the exit codes, not only the top-level one.
-    return app.command(name, epilog=EPILOG)
+    def register(func: CommandFunction) -> CommandFunction:
+        # Every command's --help ends with the exit codes, not only the top-level one.
+        app.command(name, epilog=EPILOG)(shared_options(func))
+        return func
 
-
-# -- options every command takes ----------------------------------------------------------
-
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--namespace",
-        "-n",
-        help="Namespace of the app, endpoint or delivery (default: the kubeconfig context's).",
-        show_default=False,
-    ),
-]
-ServerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        envvar=SERVER_ENV,
-        help="URL of the delivery service (default: the dev playground's, if running).",
-        show_default=False,
-    ),
-]
-KubeconfigOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--kubeconfig",
-        envvar="KUBECONFIG",
-        help="Kubeconfig: its context's namespace, its user's token, the cluster for"
-        " annotations and patches (default: the playground's, else ~/.kube/config).",
-        show_default=False,
-    ),
-]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar=TOKEN_ENV,
-        help="Bearer token for the delivery service (default: the kubeconfig user's token;"
-        " needed for exec-plugin and client-certificate users, e.g. from"
-        " `kubectl create token`).",
-        show_default=False,
-    ),
-]
-OutputOpt = Annotated[
-    Output, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
-]
-
-
-def _target(
-    namespace: str | None, server: str | None, kubeconfig: str | None, token: str | None
-) -> Target:
-    return Target(
-        namespace_flag=namespace, server_flag=server, kubeconfig_flag=kubeconfig, token_flag=token
-    )
+    return register
 
 
 def _service(target: Target) -> DeliveryClient:
@@ -165,11 +117,8 @@ def emit(
             show_default=False,
         ),
     ] = None,
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Emit an event to an app; every subscribed endpoint gets a delivery."""
     if data is not None and data_file is not None:
@@ -183,10 +132,10 @@ def emit(
             payload = parsing.parse_json_data(raw.decode("utf-8", errors="replace"), data_file)
     except ValueError as exc:
         raise _bad(str(exc)) from None
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     with _service(target) as svc:
         result = svc.emit(target.namespace, app_name, event_type, payload, key)
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json(result)
         return
     count = result.get("deliveries", 0)
@@ -272,11 +221,8 @@ def deliveries(
     all_pages: Annotated[
         bool, typer.Option("--all", help="Follow cursors to the last page.")
     ] = False,
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """List deliveries of an app or an endpoint, newest first."""
     if app_name is None and endpoint is None:
@@ -286,7 +232,7 @@ def deliveries(
     except ValueError as exc:
         raise _bad(str(exc)) from None
     page_size = limit or (ALL_PAGE_SIZE if all_pages else DEFAULT_LIMIT)
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     items: list[dict[str, Any]] = []
     next_cursor = cursor
     with _service(target) as svc:
@@ -303,7 +249,7 @@ def deliveries(
             next_cursor = page.get("next") or None
             if not (all_pages and next_cursor):
                 break
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json({"items": items, "next": next_cursor})
         return
     if not items:
@@ -321,17 +267,14 @@ def deliveries(
 @_command()
 def delivery(
     delivery_id: Annotated[str, typer.Argument(metavar="ID", help="The delivery id (dlv_...).")],
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Show one delivery and its attempts; -o json adds the payload."""
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     with _service(target) as svc:
         record = svc.delivery(target.namespace, delivery_id)
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json(render.decoded_payload(record))
         return
     fields, attempts = render.delivery_view(record, _now())
@@ -345,17 +288,14 @@ def delivery(
 @_command()
 def resend(
     delivery_id: Annotated[str, typer.Argument(metavar="ID", help="The delivery to send again.")],
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Send a delivery again, as a new delivery of the same event."""
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     with _service(target) as svc:
         result = svc.resend(target.namespace, delivery_id)
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json({"resent": delivery_id, **result})
         return
     render.say(f"delivery {delivery_id} resent as {result.get('deliveryId')}")
@@ -381,11 +321,8 @@ def replay(
             show_default=False,
         ),
     ] = None,
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Send an endpoint's failed deliveries since a time again."""
     try:
@@ -394,11 +331,11 @@ def replay(
     except ValueError as exc:
         raise _bad(str(exc)) from None
     since_text = parsing.rfc3339(start)
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     with _service(target) as svc:
         result = svc.replay(target.namespace, endpoint, since_text, statuses)
     count = int(result.get("replayed", 0))
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json({**result, "since": since_text, "statuses": statuses or None})
         return
     which = ", ".join(statuses) if statuses else "failed, exhausted"
@@ -421,14 +358,11 @@ def ping(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds to wait for the attempt.")
     ] = 30.0,
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Send a signed webhook.ping event to one endpoint; exit 1 if it is not delivered."""
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     with _service(target) as svc:
         result = svc.ping(target.namespace, endpoint)
         delivery_id = str(result.get("deliveryId"))
@@ -441,7 +375,7 @@ def ping(
                     break
                 time.sleep(0.3)
     status = str(record.get("status")) if record else ("held" if result.get("held") else "pending")
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         shown = render.decoded_payload(record) if record else None
         render.print_json({**result, "status": status, "delivery": shown})
     elif status == "delivered" and record is not None:
@@ -487,11 +421,8 @@ def rotate_secret(
             show_default=False,
         ),
     ] = None,
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Rotate an endpoint's generated signing secret.
 
@@ -500,7 +431,7 @@ def rotate_secret(
     signatures meanwhile."""
     from webhook_operator.plugin import kube
 
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     api = _kube(target)
     ns = target.namespace
     current = kube.get_endpoint(api, ns, endpoint)
@@ -519,7 +450,7 @@ def rotate_secret(
             " once per value: pass a different --value"
         )
     kube.annotate_endpoint(api, ns, endpoint, names.ROTATE_ANNOTATION, new_value)
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json(
             {
                 "endpoint": endpoint,
@@ -546,11 +477,8 @@ def rotate_secret(
 @_command()
 def enable(
     endpoint: Annotated[str, typer.Argument(metavar="ENDPOINT", help="The WebhookEndpoint.")],
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Re-enable an endpoint that was disabled (retries exhausted, or 410 Gone).
 
@@ -559,12 +487,12 @@ def enable(
     from webhook_operator.api.names import ENABLE_ANNOTATION
     from webhook_operator.plugin import kube
 
-    target = _target(namespace, server, kubeconfig, token)
+    target = opts.target()
     api = _kube(target)
     ns = target.namespace
     value = _stamp()
     updated = kube.annotate_endpoint(api, ns, endpoint, ENABLE_ANNOTATION, value)
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json(
             {"endpoint": endpoint, "namespace": ns, "annotation": ENABLE_ANNOTATION, "value": value}
         )
@@ -579,15 +507,16 @@ def enable(
         )
 
 
-def _set_active(endpoint: str, active: bool, target: Target, output: Output) -> None:
+def _set_active(endpoint: str, active: bool, opts: Shared) -> None:
     from webhook_operator.plugin import kube
 
+    target = opts.target()
     api = _kube(target)
     ns = target.namespace
     before = kube.get_endpoint(api, ns, endpoint)
     was = (before.get("spec") or {}).get("active", True) is not False
     kube.set_active(api, ns, endpoint, active)
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json(
             {"endpoint": endpoint, "namespace": ns, "active": active, "changed": was != active}
         )
@@ -607,27 +536,21 @@ def _set_active(endpoint: str, active: bool, target: Target, output: Output) -> 
 @_command()
 def pause(
     endpoint: Annotated[str, typer.Argument(metavar="ENDPOINT", help="The WebhookEndpoint.")],
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Stop delivering to an endpoint (spec.active: false); deliveries are held, not lost."""
-    _set_active(endpoint, False, _target(namespace, server, kubeconfig, token), output)
+    _set_active(endpoint, False, opts)
 
 
 @_command()
 def resume(
     endpoint: Annotated[str, typer.Argument(metavar="ENDPOINT", help="The WebhookEndpoint.")],
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Deliver to a paused endpoint again (spec.active: true)."""
-    _set_active(endpoint, True, _target(namespace, server, kubeconfig, token), output)
+    _set_active(endpoint, True, opts)
 
 
 def verify_with(secrets: list[str], headers: dict[str, str], body: bytes, tolerance: int) -> int:
@@ -706,11 +629,8 @@ def verify(
             "--no-time-check", help="Ignore webhook-timestamp's age (checking an old delivery)."
         ),
     ] = False,
-    namespace: NamespaceOpt = None,
-    server: ServerOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    token: TokenOpt = None,
-    output: OutputOpt = Output.TABLE,
+    *,
+    opts: Shared,
 ) -> None:
     """Check a received delivery's signature; exit 0 when valid, 1 when not.
 
@@ -737,7 +657,7 @@ def verify(
     if secret_from:
         from webhook_operator.plugin import kube
 
-        target = _target(namespace, server, kubeconfig, token)
+        target = opts.target()
         secrets = kube.signing_secrets(_kube(target), target.namespace, secret_from).secrets
     else:
         secrets = list(secret or [])
@@ -752,12 +672,12 @@ def verify(
                 " (the payload ends with a newline: if an editor or `echo` added it, the"
                 " signed body did not have it)"
             )
-        if output is Output.JSON:
+        if opts.output is Output.JSON:
             render.print_json({"valid": False, "reason": reason})
         else:
             render.error(f"invalid: {reason}")
         raise typer.Exit(Exit.NEGATIVE) from None
-    if output is Output.JSON:
+    if opts.output is Output.JSON:
         render.print_json({"valid": True, "key": key})
     else:
         render.say(f"valid (signed with key {key})")
