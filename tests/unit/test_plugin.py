@@ -1,12 +1,15 @@
-"""The kubectl plugin's pure parts: flag parsing, kubeconfig and target resolution, error
-mapping of the service's answers, and which key verified a delivery."""
+"""The kubectl plugin's pure parts: flag parsing, kubeconfig and target resolution, the
+shared flags, error mapping of the services' answers, which key verified a delivery, and
+how `portal` finds the portal, the token and the ticket's subject."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +20,7 @@ from typer.testing import CliRunner
 from webhook_operator import signing
 from webhook_operator.plugin import parsing
 from webhook_operator.plugin.client import DeliveryClient
-from webhook_operator.plugin.commands import app, verify_with
+from webhook_operator.plugin.commands import app, ticket_subject, verify_with
 from webhook_operator.plugin.errors import Exit, PluginError
 from webhook_operator.plugin.options import Shared, shared_options
 from webhook_operator.plugin.render import Output
@@ -403,3 +406,246 @@ def test_shared_flags_work_before_and_after_the_arguments() -> None:
         assert result.exit_code == 0, result.output
     expected = Shared("team-a", "http://127.0.0.1:9", None, "t", Output.JSON)
     assert got == [("ep", expected), ("ep", expected)]
+
+
+# -- kubectl webhooks portal -----------------------------------------------------------------
+
+
+def sa_token(subject: str) -> str:
+    """A token shaped like a ServiceAccount's: a JWT whose payload names the subject."""
+
+    def part(value: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256'})}.{part({'sub': subject})}.c2ln"
+
+
+def test_portal_url_from_the_flag_keeps_a_path_and_drops_a_ticket(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"portalUrl": "http://127.0.0.1:9/#ticket=x"}))
+    for given, base in [
+        ("http://127.0.0.1:8090", "http://127.0.0.1:8090"),
+        ("http://127.0.0.1:8090/", "http://127.0.0.1:8090"),
+        ("https://portal.test/webhooks/#ticket=abc", "https://portal.test/webhooks"),
+        ("http://127.0.0.1:8090/?x=1", "http://127.0.0.1:8090"),
+    ]:
+        target = Target(portal_flag=given, state_path=state, home_kubeconfig=tmp_path / "none")
+        assert target.portal == (base, "--portal-url")
+    with pytest.raises(PluginError, match="http:// or https://"):
+        _ = Target(portal_flag="127.0.0.1:8090", state_path=state).portal
+
+
+def test_portal_url_from_the_playground_is_its_base(tmp_path: Path) -> None:
+    config = kubeconfig(tmp_path / "dev-kubeconfig", {"token": "dev"}, namespace=None)
+    state = tmp_path / "state.json"
+    state.write_text(
+        json.dumps(
+            {
+                "deliveryUrl": "http://127.0.0.1:9",
+                "portalUrl": "http://127.0.0.1:7/portal/#ticket=secret",
+                "kubeconfig": str(config),
+            }
+        )
+    )
+    target = Target(state_path=state, home_kubeconfig=tmp_path / "absent")
+    base, origin = target.portal
+    assert base == "http://127.0.0.1:7"
+    assert str(state) in origin
+    assert target.token == "dev"  # the playground's kubeconfig, as for the delivery service
+
+
+def test_a_named_portal_ignores_the_playground(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"portalUrl": "http://127.0.0.1:7", "kubeconfig": "/dev/x"}))
+    home = kubeconfig(tmp_path / "home", {"token": "home"})
+    target = Target(portal_flag="http://127.0.0.1:8", state_path=state, home_kubeconfig=home)
+    assert target.kubeconfig_spec[0] == str(home)
+    assert (target.namespace, target.token) == ("team-a", "home")
+
+
+def test_no_portal_anywhere_says_how_to_reach_one(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"deliveryUrl": "http://127.0.0.1:9"}))  # no portal in it
+    for path in (state, tmp_path / "none.json"):
+        with pytest.raises(PluginError) as caught:
+            _ = Target(state_path=path, home_kubeconfig=tmp_path / "absent").portal
+        message = caught.value.message
+        assert "--portal-url" in message
+        assert "WEBHOOK_OPERATOR_PORTAL_URL" in message
+        assert "port-forward svc/webhook-operator-portal 8090" in message
+
+
+def test_ticket_subject_defaults_to_who_the_credentials_name(tmp_path: Path) -> None:
+    home = kubeconfig(tmp_path / "home", {"token": "opaque"})
+    state = tmp_path / "none.json"
+    sa = sa_token("system:serviceaccount:team-a:backend")
+    cases = [
+        # A ServiceAccount token names its subject, from the flag or the kubeconfig.
+        (Target(token_flag=sa, state_path=state, home_kubeconfig=home), None),
+        (
+            Target(state_path=state, home_kubeconfig=kubeconfig(tmp_path / "sa", {"token": sa})),
+            None,
+        ),
+        # An opaque token from the kubeconfig: the kubeconfig's user.
+        (Target(state_path=state, home_kubeconfig=home), "me"),
+        # An opaque --token names nobody; the kubeconfig's user is not its owner.
+        (Target(token_flag="opaque", state_path=state, home_kubeconfig=home), "kubectl"),
+    ]
+    for target, expected in cases:
+        assert ticket_subject(None, target) == (expected or "system:serviceaccount:team-a:backend")
+    assert ticket_subject("acme/alice", cases[0][0]) == "acme/alice"
+    with pytest.raises(PluginError, match="--subject") as caught:
+        ticket_subject("bad\x1b[31m", cases[0][0])
+    assert caught.value.code == Exit.USAGE
+
+
+# Not three parts; not base64; {} (no sub); null.
+@pytest.mark.parametrize("token", ["a.b", "a.!!!.c", "x.e30.y", "a.bnVsbA.c"])
+def test_tokens_that_name_nobody(token: str) -> None:
+    assert parsing.token_subject(token) is None
+
+
+def test_ttl_is_checked_before_asking() -> None:
+    assert parsing.parse_ttl("15m") == "15m"
+    assert parsing.parse_ttl(" 1h ") == "1h"
+    for bad in ("soon", "0s", "15", "-5m"):
+        with pytest.raises(ValueError, match="--ttl"):
+            parsing.parse_ttl(bad)
+
+
+class FakePortal:
+    """The portal's ticket route, as far as the plugin can tell."""
+
+    def __init__(self, status: int = 201, body: object = None, **headers: str) -> None:
+        self.status, self.body, self.headers = status, body, headers
+        self.seen: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        if self.body is not None:
+            return httpx.Response(self.status, json=self.body, headers=self.headers)
+        asked = json.loads(request.content)
+        answer = {
+            "ticket": "tkt",
+            "expiresAt": "2026-11-25T12:15:00Z",
+            "portalUrl": "http://127.0.0.1:8090/#ticket=tkt",
+            "namespace": "team-a",
+            "app": "shop",
+            "scope": asked["scope"],
+            "subject": asked["subject"],
+        }
+        return httpx.Response(201, json=answer)
+
+
+def run_portal(
+    monkeypatch: pytest.MonkeyPatch, fake: FakePortal, *args: str, env: dict[str, str]
+) -> Any:
+    from webhook_operator.plugin import client, commands
+
+    class Client(client.PortalClient):
+        def __init__(self, server: str, token: str, **kwargs: Any) -> None:
+            super().__init__(server, token, transport=httpx.MockTransport(fake), **kwargs)
+
+    monkeypatch.setattr(commands, "PortalClient", Client)
+    return CliRunner().invoke(app, ["portal", *args], env=env)
+
+
+@pytest.fixture
+def no_playground(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user with nothing set: no playground, no kubeconfig, no variables."""
+    monkeypatch.setenv("WEBHOOK_OPERATOR_DEV_DIR", str(tmp_path / "no-playground"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in (
+        "KUBECONFIG",
+        "WEBHOOK_OPERATOR_SERVER",
+        "WEBHOOK_OPERATOR_TOKEN",
+        "WEBHOOK_OPERATOR_PORTAL_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_portal_prints_the_url_and_asks_as_the_caller(
+    monkeypatch: pytest.MonkeyPatch, no_playground: None
+) -> None:
+    fake = FakePortal()
+    env = {"WEBHOOK_OPERATOR_PORTAL_URL": "http://127.0.0.1:8090/", "WEBHOOK_OPERATOR_TOKEN": "t"}
+    result = run_portal(
+        monkeypatch, fake, "shop", "-n", "team-a", "--scope", "read", "--ttl", "5m", env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "http://127.0.0.1:8090/#ticket=tkt\n"
+    (request,) = fake.seen
+    assert request.method == "POST"
+    assert str(request.url) == (
+        "http://127.0.0.1:8090/v1/namespaces/team-a/apps/shop/access-tickets"
+    )
+    assert request.headers["Authorization"] == "Bearer t"
+    assert json.loads(request.content) == {"scope": "read", "ttl": "5m", "subject": "kubectl"}
+
+    as_json = run_portal(monkeypatch, fake, "shop", "-n", "team-a", "-o", "json", env=env)
+    answer = json.loads(as_json.stdout)
+    assert answer["ticket"] == "tkt"
+    assert answer["expiresAt"] == "2026-11-25T12:15:00Z"
+    # No --ttl: the portal's default lifetime, whatever its cap is.
+    assert json.loads(fake.seen[-1].content) == {"scope": "manage", "subject": "kubectl"}
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "code", "shown"),
+    [
+        (
+            403,
+            {"reason": "Forbidden", "message": "x may not issue-tickets webhookapps"},
+            Exit.DENIED,
+            "x may not issue-tickets webhookapps (Forbidden, HTTP 403)",
+        ),
+        (
+            422,
+            {"reason": "TtlTooLong", "message": "ttl must be at most 3600s"},
+            Exit.USAGE,
+            "ttl must be at most 3600s (TtlTooLong, HTTP 422)",
+        ),
+        (
+            503,
+            {"reason": "NotReady", "message": "still loading"},
+            Exit.UNREACHABLE,
+            "still loading; retry later (NotReady, HTTP 503)",
+        ),
+        (
+            404,
+            {"reason": "AppNotFound", "message": "WebhookApp shop does not exist"},
+            Exit.NOT_FOUND,
+            "WebhookApp shop does not exist (AppNotFound, HTTP 404)",
+        ),
+    ],
+)
+def test_portal_refusals_keep_the_portals_message(
+    monkeypatch: pytest.MonkeyPatch,
+    no_playground: None,
+    status: int,
+    error: dict[str, str],
+    code: Exit,
+    shown: str,
+) -> None:
+    fake = FakePortal(status, {"error": error})
+    env = {"WEBHOOK_OPERATOR_PORTAL_URL": "http://127.0.0.1:8090", "WEBHOOK_OPERATOR_TOKEN": "t"}
+    result = run_portal(monkeypatch, fake, "shop", env=env)
+    assert isinstance(result.exception, PluginError)
+    assert (result.exception.code, result.exception.message) == (code, shown)
+    assert result.stdout == ""
+
+
+def test_portal_bad_flags_are_usage_errors_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, no_playground: None
+) -> None:
+    fake = FakePortal()
+    env = {"WEBHOOK_OPERATOR_PORTAL_URL": "http://127.0.0.1:8090", "WEBHOOK_OPERATOR_TOKEN": "t"}
+    ttl = run_portal(monkeypatch, fake, "shop", "--ttl", "soon", env=env)
+    assert isinstance(ttl.exception, PluginError)
+    assert ttl.exception.code == Exit.USAGE
+    scope = run_portal(monkeypatch, fake, "shop", "--scope", "admin", env=env)
+    assert scope.exit_code == 2
+    nowhere = run_portal(monkeypatch, fake, "shop", env={"WEBHOOK_OPERATOR_TOKEN": "t"})
+    assert isinstance(nowhere.exception, PluginError)
+    assert "port-forward svc/webhook-operator-portal 8090" in nowhere.exception.message
+    assert fake.seen == []

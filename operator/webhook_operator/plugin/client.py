@@ -1,11 +1,12 @@
-"""HTTP to the delivery service. httpx, synchronous: one person, a handful of requests,
-so readability beats throughput here. Every failure becomes a PluginError carrying the
-service's own message (it names the missing RBAC rule on 403) and the documented exit
-code; nothing below this module sees an HTTP status."""
+"""HTTP to the delivery service and the portal. httpx, synchronous: one person, a handful
+of requests, so readability beats throughput here. Every failure becomes a PluginError
+carrying the service's own message (it names the missing RBAC rule on 403) and the
+documented exit code; nothing below this module sees an HTTP status. Both services answer
+errors the same way (`http_api.errors`), so one client class reads both."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -45,8 +46,9 @@ def error_message(response: httpx.Response) -> str:
         message = str(error.get("message") or "").strip()
         reason = str(error.get("reason") or "").strip()
         retry = response.headers.get("Retry-After")
-        if retry and response.status_code == 503:
-            message = f"{message.rstrip('.')}; retry after {retry} s"
+        if response.status_code == 503:
+            when = f"after {retry} s" if retry else "later"
+            message = f"{message.rstrip('.')}; retry {when}"
         if message:
             return f"{message} ({reason}, HTTP {response.status_code})" if reason else message
     text = response.text.strip().splitlines()
@@ -54,18 +56,23 @@ def error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} from {response.request.url}: {snippet}"
 
 
-class DeliveryClient:
+class ServiceClient:
+    """One of webhook-operator's HTTP services, called with a bearer token."""
+
+    service = "the delivery service"
+    flag = "--server"  # the flag that names the service, for the messages
+
     def __init__(
         self,
         server: str,
         token: str,
         *,
-        server_origin: str = "--server",
+        server_origin: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.server = server
-        self.server_origin = server_origin
+        self.server_origin = server_origin or self.flag
         self.http = httpx.Client(
             base_url=server,
             headers={
@@ -79,7 +86,7 @@ class DeliveryClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> DeliveryClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -92,9 +99,9 @@ class DeliveryClient:
             response = self.http.request(method, path, params=params, json=json)
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            where = "" if self.server_origin == "--server" else f" (from {self.server_origin})"
+            where = "" if self.server_origin == self.flag else f" (from {self.server_origin})"
             raise PluginError(
-                f"cannot reach the delivery service at {self.server}{where}: {reason}",
+                f"cannot reach {self.service} at {self.server}{where}: {reason}",
                 Exit.UNREACHABLE,
             ) from None
         if response.status_code >= 400:
@@ -103,8 +110,8 @@ class DeliveryClient:
             body = response.json()
         except ValueError:
             raise PluginError(
-                f"the delivery service at {self.server} answered HTTP {response.status_code}"
-                " with something that is not JSON: is --server the delivery service?",
+                f"{self.service} at {self.server} answered HTTP {response.status_code}"
+                f" with something that is not JSON: is {self.flag} {self.service}?",
                 Exit.SERVER,
             ) from None
         if not isinstance(body, dict):
@@ -113,6 +120,8 @@ class DeliveryClient:
             )
         return body
 
+
+class DeliveryClient(ServiceClient):
     # -- the routes, one method each ------------------------------------------------------
 
     def emit(
@@ -175,4 +184,21 @@ class DeliveryClient:
     def ping(self, namespace: str, endpoint: str) -> dict[str, Any]:
         return self.request(
             "POST", f"/v1/namespaces/{_seg(namespace)}/endpoints/{_seg(endpoint)}/ping"
+        )
+
+
+class PortalClient(ServiceClient):
+    service = "the portal"
+    flag = "--portal-url"
+
+    def issue_ticket(
+        self, namespace: str, app: str, *, scope: str, ttl: str | None, subject: str
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"scope": scope, "subject": subject}
+        if ttl is not None:  # absent: the portal's default lifetime
+            body["ttl"] = ttl
+        return self.request(
+            "POST",
+            f"/v1/namespaces/{_seg(namespace)}/apps/{_seg(app)}/access-tickets",
+            json=body,
         )

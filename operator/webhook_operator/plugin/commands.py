@@ -1,16 +1,18 @@
 """The `kubectl webhooks` commands. Each one takes the shared flags as one `Shared`
-(`options`), resolves its target, calls the delivery service (`client`) or the Kubernetes
-API (`kube`) and prints with `render`; failures are PluginErrors, which
+(`options`), resolves its target, calls the delivery service or the portal (`client`) or
+the Kubernetes API (`kube`) and prints with `render`; failures are PluginErrors, which
 `kubectl_plugin.main` turns into one line and an exit code."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -19,11 +21,11 @@ import typer
 from webhook_operator import __version__, signing
 from webhook_operator.api import names
 from webhook_operator.plugin import parsing, render
-from webhook_operator.plugin.client import DeliveryClient
+from webhook_operator.plugin.client import DeliveryClient, PortalClient
 from webhook_operator.plugin.errors import EPILOG, Exit, PluginError
 from webhook_operator.plugin.options import Shared, shared_options
 from webhook_operator.plugin.render import Output
-from webhook_operator.plugin.target import SERVER_ENV, Target
+from webhook_operator.plugin.target import PORTAL_ENV, SERVER_ENV, Target
 
 if TYPE_CHECKING:
     from kubernetes import client as kube_client
@@ -43,7 +45,8 @@ NO_TIME_LIMIT = 10**12
 app = typer.Typer(
     name=PROG,
     help="Inspect and drive webhook deliveries: emit events, read delivery logs, resend and"
-    " replay, ping endpoints, rotate secrets, pause and resume, verify signatures.",
+    " replay, ping endpoints, rotate secrets, pause and resume, verify signatures, open the"
+    " customer portal.",
     epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
@@ -681,6 +684,94 @@ def verify(
         render.print_json({"valid": True, "key": key})
     else:
         render.say(f"valid (signed with key {key})")
+
+
+class Scope(StrEnum):
+    # The portal's ticket scopes; not imported from the portal, which the plugin only calls.
+    MANAGE = "manage"
+    READ = "read"
+
+
+DEFAULT_SUBJECT = "kubectl"
+
+
+def ticket_subject(asked: str | None, target: Target) -> str:
+    """Who the ticket is for: --subject, else who the credentials say the caller is (the
+    portal's audit Events name it), else "kubectl"."""
+    if asked is None:
+        return target.caller or DEFAULT_SUBJECT
+    try:
+        return parsing.check_subject(asked)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+
+
+@_command()
+def portal(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="The WebhookApp.")],
+    scope: Annotated[
+        Scope,
+        typer.Option(
+            "--scope",
+            help="manage: read and change the app's endpoints; read: look only.",
+            case_sensitive=False,
+        ),
+    ] = Scope.MANAGE,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            "--ttl",
+            help="How long the ticket works, e.g. 15m (default: the portal's, 15m unless"
+            " configured; at most its cap, 1h unless configured).",
+            show_default=False,
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject",
+            help="Who the ticket is for, as named in the portal's audit Events, e.g."
+            " acme-corp/alice@example.com (default: the token's user, else kubectl).",
+            show_default=False,
+        ),
+    ] = None,
+    portal_url: Annotated[
+        str | None,
+        typer.Option(
+            "--portal-url",
+            envvar=PORTAL_ENV,
+            help="URL of the portal (default: the dev playground's, if running).",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    opts: Shared,
+) -> None:
+    """Open an app's customer portal: issue an access ticket and print the portal's URL.
+
+    The ticket is issued with your credentials (RBAC verb issue-tickets on the
+    WebhookApp). The URL carries it: whoever has the URL can use the portal until the
+    ticket expires."""
+    try:
+        lifetime = parsing.parse_ttl(ttl) if ttl is not None else None
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    target = dataclasses.replace(opts.target(), portal_flag=portal_url, service="the portal")
+    base, origin = target.portal
+    who = ticket_subject(subject, target)
+    with PortalClient(base, target.token, server_origin=origin) as client:
+        answer = client.issue_ticket(
+            target.namespace, app_name, scope=scope.value, ttl=lifetime, subject=who
+        )
+    if opts.output is Output.JSON:
+        render.print_json(answer)
+        return
+    render.say(str(answer.get("portalUrl", "")))
+    render.note(
+        f"a {answer.get('scope', scope.value)} ticket for {answer.get('subject', who)} on"
+        f" WebhookApp {app_name} in namespace {target.namespace}, valid until"
+        f" {answer.get('expiresAt')}; the URL is the ticket: share it only with them"
+    )
 
 
 @_command()

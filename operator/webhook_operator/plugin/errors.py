@@ -14,7 +14,8 @@ class Exit(IntEnum):
     # was not delivered.
     NEGATIVE = 1
     USAGE = 2  # bad flags or input, or a 4xx from the service not listed below
-    UNREACHABLE = 3  # the delivery service or the Kubernetes API did not answer, or a 503
+    # The delivery service, the portal or the Kubernetes API did not answer, or a 503.
+    UNREACHABLE = 3
     DENIED = 4  # no credentials, or RBAC refused (401/403)
     NOT_FOUND = 5  # 404: no such app, endpoint or delivery
     SERVER = 6  # 5xx: the service failed or is not ready
@@ -23,10 +24,10 @@ class Exit(IntEnum):
 
 EPILOG = (
     "Exit codes: 0 success; 1 a negative answer (verify: invalid signature; ping: not"
-    " delivered); 2 usage error or rejected request (4xx); 3 the delivery service or the"
-    " Kubernetes API is unreachable, or answered 503 (retry later); 4 not authenticated or"
-    " not allowed (401/403, the message names the missing RBAC rule); 5 not found (404);"
-    " 6 server error (5xx); 7 a bug in the plugin"
+    " delivered); 2 usage error or rejected request (4xx); 3 the delivery service, the"
+    " portal or the Kubernetes API is unreachable, or answered 503 (retry later); 4 not"
+    " authenticated or not allowed (401/403, the message names the missing RBAC rule);"
+    " 5 not found (404); 6 server error (5xx); 7 a bug in the plugin"
     " (WEBHOOK_OPERATOR_DEBUG=1 shows the traceback)."
 )
 

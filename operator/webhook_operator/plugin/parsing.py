@@ -5,6 +5,8 @@ a mistake is reported as a ValueError whose message the command prints unchanged
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Iterable
@@ -21,6 +23,10 @@ _DAYS = re.compile(r"([0-9]+)d(.*)")
 _REQUEST_LINE = re.compile(r"[A-Z]+ \S+ HTTP/[0-9.]+")
 # RFC 9110 token characters: what a header name may contain.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+# What the portal accepts as a ticket's subject (TicketRequest.subject).
+MAX_SUBJECT = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 SINCE_HELP = (
     "an RFC 3339 time such as 2026-11-25T10:00:00Z, or a duration back from now: 30m, 2h, 3d"
@@ -174,3 +180,42 @@ def age(timestamp: str | None, now: datetime) -> str:
     if days < 8:
         return f"{days}d{hours}h" if hours else f"{days}d"
     return f"{days}d"
+
+
+def parse_ttl(text: str) -> str:
+    """A ticket lifetime as the portal reads it (15m, 1h, 90s): checked here so a typo is a
+    usage error at once; the portal still decides the cap."""
+    try:
+        if parse_duration(text.strip()) <= timedelta(0):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--ttl {text!r} is not a duration such as 15m, 90s or 1h") from None
+    return text.strip()
+
+
+def check_subject(text: str) -> str:
+    if not text or len(text) > MAX_SUBJECT or _CONTROL.search(text):
+        raise ValueError(
+            f"--subject must be 1 to {MAX_SUBJECT} characters without control characters"
+        )
+    return text
+
+
+def token_subject(token: str) -> str | None:
+    """The `sub` claim of a JWT-shaped token (ServiceAccount tokens are), read without
+    verifying the signature: only a label for who asked, never trusted as identity. None
+    for tokens of any other shape or a subject the portal would refuse."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    if not isinstance(subject, str):
+        return None
+    try:
+        return check_subject(subject)
+    except ValueError:
+        return None

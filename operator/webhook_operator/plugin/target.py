@@ -1,5 +1,6 @@
-"""What the command talks to: the delivery service's URL, the kubeconfig, the namespace
-and the bearer token, each with where it came from so errors can say what to change.
+"""What the command talks to: the delivery service's (or the portal's) URL, the
+kubeconfig, the namespace and the bearer token, each with where it came from so errors can
+say what to change.
 
 Order, most explicit first: flags (and their environment variables, which typer folds
 into the flags), then the dev playground's state file written by `webhook-operator dev`,
@@ -13,17 +14,24 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from webhook_operator.devcluster.devstate import state_file
 from webhook_operator.plugin.errors import Exit, PluginError
+from webhook_operator.plugin.parsing import check_subject, token_subject
 
 SERVER_ENV = "WEBHOOK_OPERATOR_SERVER"
 TOKEN_ENV = "WEBHOOK_OPERATOR_TOKEN"
+PORTAL_ENV = "WEBHOOK_OPERATOR_PORTAL_URL"
 PORT_FORWARD_HINT = (
     "for a cluster, run `kubectl -n webhook-operator-system port-forward"
     " svc/webhook-operator-delivery 8080` and pass --server http://127.0.0.1:8080"
+)
+PORTAL_PORT_FORWARD_HINT = (
+    "for a cluster, run `kubectl -n webhook-operator-system port-forward"
+    " svc/webhook-operator-portal 8090` and pass --portal-url http://127.0.0.1:8090"
 )
 TOKEN_HINT = (
     f"pass --token or set {TOKEN_ENV} to a ServiceAccount token, for example"
@@ -40,6 +48,7 @@ class DevState:
     path: Path
     delivery_url: str | None
     kubeconfig: str | None
+    portal_url: str | None = None  # the base only: the playground's URL carries a ticket
 
 
 def read_state(path: Path) -> DevState | None:
@@ -60,11 +69,33 @@ def read_state(path: Path) -> DevState | None:
             " `webhook-operator dev` again or delete the file"
         )
     url, kubeconfig = data.get("deliveryUrl"), data.get("kubeconfig")
+    portal = data.get("portalUrl")
     return DevState(
         path=path,
         delivery_url=url if isinstance(url, str) and url else None,
         kubeconfig=kubeconfig if isinstance(kubeconfig, str) and kubeconfig else None,
+        portal_url=origin_of(portal) if isinstance(portal, str) else None,
     )
+
+
+def origin_of(url: str) -> str | None:
+    """scheme://host:port of an http(s) URL, None for anything else. The playground's
+    portalUrl opens the page with a ticket for the sample app; a new ticket needs only
+    where the portal is."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def portal_base(url: str) -> str:
+    """The --portal-url as the base of the portal's routes. A path is kept (a portal behind
+    an ingress may live under one); a query or a fragment is dropped, so a pasted portal
+    link, whose fragment holds someone's ticket, still works and the ticket goes nowhere."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PluginError(f"--portal-url must be an http:// or https:// URL, not {url!r}")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 @dataclass(frozen=True)
@@ -125,9 +156,10 @@ def load_kubeconfig(spec: str) -> Kubeconfig:
     return Kubeconfig(spec, current, namespace, user_name, user, user_file)
 
 
-def token_from_user(kubeconfig: Kubeconfig) -> str:
-    """The bearer token of the kubeconfig's current user; the delivery service checks it
-    with a TokenReview, so only tokens work, and other credentials get an explanation."""
+def token_from_user(kubeconfig: Kubeconfig, service: str = "the delivery service") -> str:
+    """The bearer token of the kubeconfig's current user; the delivery service and the
+    portal check it with a TokenReview, so only tokens work, and other credentials get an
+    explanation."""
     user = kubeconfig.user
     who = f"kubeconfig user {kubeconfig.user_name!r}" if kubeconfig.user_name else "the kubeconfig"
     token = user.get("token")
@@ -157,8 +189,7 @@ def token_from_user(kubeconfig: Kubeconfig) -> str:
     else:
         how = "no credentials"
     raise PluginError(
-        f"{who} authenticates with {how}, but the delivery service accepts bearer tokens"
-        f" only: {TOKEN_HINT}",
+        f"{who} authenticates with {how}, but {service} accepts bearer tokens only: {TOKEN_HINT}",
         Exit.DENIED,
     )
 
@@ -172,13 +203,15 @@ class Target:
     server_flag: str | None = None
     kubeconfig_flag: str | None = None
     token_flag: str | None = None
+    portal_flag: str | None = None
+    service: str = "the delivery service"  # for messages about the token
     state_path: Path = field(default_factory=state_file)
     home_kubeconfig: Path = field(default_factory=default_kubeconfig)
 
     @cached_property
     def state(self) -> DevState | None:
         # The playground is the default target only when nothing names another service.
-        if self.server_flag:
+        if self.server_flag or self.portal_flag:
             return None
         return read_state(self.state_path)
 
@@ -196,6 +229,22 @@ class Target:
         raise PluginError(
             f"no delivery service to talk to: pass --server URL or set {SERVER_ENV};"
             f" {PORT_FORWARD_HINT}; for a local playground run `webhook-operator dev`"
+        )
+
+    @cached_property
+    def portal(self) -> tuple[str, str]:
+        """(the portal's base URL, where it came from)."""
+        if self.portal_flag:
+            return portal_base(self.portal_flag), "--portal-url"
+        state = self.state
+        if state is not None and state.portal_url:
+            return state.portal_url, (
+                f"the dev playground's state file {state.path}; is `webhook-operator dev`"
+                " still running?"
+            )
+        raise PluginError(
+            f"no portal to talk to: pass --portal-url URL or set {PORTAL_ENV};"
+            f" {PORTAL_PORT_FORWARD_HINT}; for a local playground run `webhook-operator dev`"
         )
 
     @cached_property
@@ -239,4 +288,19 @@ class Target:
         kubeconfig = self.kubeconfig
         if kubeconfig is None:
             raise PluginError(f"no credentials: no kubeconfig was found; {TOKEN_HINT}", Exit.DENIED)
-        return token_from_user(kubeconfig)
+        return token_from_user(kubeconfig, self.service)
+
+    @cached_property
+    def caller(self) -> str | None:
+        """Who the token belongs to, as far as the plugin can tell without asking the
+        apiserver: the subject a Kubernetes-issued token names, else the kubeconfig's user
+        for a token taken from the kubeconfig. A label for tickets, never a credential."""
+        named = token_subject(self.token)
+        if named or self.token_flag:
+            return named
+        kubeconfig = self.kubeconfig
+        user = kubeconfig.user_name if kubeconfig is not None else None
+        try:
+            return check_subject(user) if user else None
+        except ValueError:
+            return None
