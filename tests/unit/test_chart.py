@@ -32,6 +32,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "postgresql-3-replicas": POSTGRESQL_3,
     "monitoring": MONITORING,
     "operator-standby": {"operator": {"replicas": 2}},
+    "portal-off": {"portal": {"enabled": False}},
 }
 NS = chart.NAMESPACE
 FULLNAME = "webhook-operator"
@@ -178,7 +179,9 @@ def test_defaults_wire_the_operator_to_the_delivery_service() -> None:
     )
 
 
-@pytest.mark.parametrize(("component", "port"), [("operator", 8081), ("delivery", 8080)])
+@pytest.mark.parametrize(
+    ("component", "port"), [("operator", 8081), ("delivery", 8080), ("portal", 8090)]
+)
 def test_probes(component: str, port: int) -> None:
     c = container(deployment(rendered("defaults"), component))
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
@@ -367,6 +370,10 @@ def test_postgresql_needs_a_secret() -> None:
         pytest.param({"replicaCount": 2}, [], id="unknown-top-level-key"),
         pytest.param({"delivery": {"store": {"type": "mysql"}}}, [], id="unknown-store"),
         pytest.param({"operator": {"replica": 2}}, [], id="typo-in-nested-key"),
+        pytest.param({}, ["portal.enabled=maybe"], id="portal-enabled-not-boolean"),
+        pytest.param({"portal": {"publicUrl": "ftp://example.com"}}, [], id="portal-url"),
+        pytest.param({"portal": {"tickets": {"maxTTL": "1 hour"}}}, [], id="portal-ttl"),
+        pytest.param({"portal": {"ticket": {"maxTTL": "1h"}}}, [], id="portal-typo"),
     ],
 )
 def test_schema_rejects(values: dict[str, Any], set_values: list[str]) -> None:
@@ -386,7 +393,7 @@ def pods(variant: str) -> Iterator[tuple[str, Doc]]:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_pod_is_restricted(variant: str) -> None:
     found = list(pods(variant))
-    assert len(found) == 2
+    assert len(found) == (2 if variant == "portal-off" else 3)
     for name, spec in found:
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True, name
@@ -411,8 +418,8 @@ def test_every_pod_is_restricted(variant: str) -> None:
 def test_each_role_has_its_own_service_account() -> None:
     docs = rendered("defaults")
     accounts = {d["metadata"]["name"] for d in of_kind(docs, "ServiceAccount")}
-    assert accounts == {f"{FULLNAME}-operator", f"{FULLNAME}-delivery"}
-    for component in ("operator", "delivery"):
+    assert accounts == {f"{FULLNAME}-operator", f"{FULLNAME}-delivery", f"{FULLNAME}-portal"}
+    for component in ("operator", "delivery", "portal"):
         spec = deployment(docs, component)["spec"]["template"]["spec"]
         assert spec["serviceAccountName"] == f"{FULLNAME}-{component}"
 
@@ -491,3 +498,128 @@ def test_cluster_scoped_names_follow_the_release() -> None:
     assert first
     assert second
     assert not first & second
+
+
+# -- the portal ---------------------------------------------------------------------------------
+
+PORTAL = f"{FULLNAME}-portal"
+KEY_SECRET = f"{FULLNAME}-portal-ticket-key"
+WRITE = ["create", "update", "patch", "delete"]
+
+
+def test_portal_runs_in_front_of_the_delivery_service() -> None:
+    docs = rendered("defaults")
+    portal = deployment(docs, "portal")
+    assert portal["spec"]["replicas"] == 1
+    assert args(portal) == [
+        "portal",
+        "--listen=0.0.0.0:8090",
+        f"--delivery-url=http://{FULLNAME}-delivery.{NS}.svc:8080",
+        "--key-namespace=$(POD_NAMESPACE)",
+        f"--key-secret={KEY_SECRET}",
+        "--default-ttl=15m",
+        "--max-ttl=1h",
+        "--ticket-rate=10",
+    ]
+    env = {e["name"]: e for e in container(portal)["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert portal["spec"]["template"]["spec"]["serviceAccountName"] == PORTAL
+    service = named(docs, "Service", PORTAL)
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8090, "targetPort": "http", "protocol": "TCP"}
+    ]
+    pod_labels = portal["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    # Neither Service picks the other role's pods.
+    delivery = deployment(docs, "delivery")["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= delivery.items()
+    assert not named(docs, "Service", f"{FULLNAME}-delivery")["spec"]["selector"].items() <= (
+        pod_labels.items()
+    )
+
+
+def test_portal_settings_become_flags() -> None:
+    values = {
+        "delivery": {"allowCIDRs": ["10.0.0.0/8"]},
+        "portal": {
+            "replicas": 3,
+            "publicUrl": "https://webhooks.example.com",
+            "tickets": {"defaultTTL": "5m", "maxTTL": "30m", "requestsPerSecond": 2.5},
+            "extraArgs": ["--verbose"],
+        },
+    }
+    docs = chart.documents(chart.render(values))
+    portal = deployment(docs, "portal")
+    assert portal["spec"]["replicas"] == 3
+    flags = args(portal)
+    assert "--public-url=https://webhooks.example.com" in flags
+    # Customers may register exactly what the delivery service may deliver to.
+    assert [a for a in flags if a.startswith("--allow-cidr")] == ["--allow-cidr=10.0.0.0/8"]
+    assert {"--default-ttl=5m", "--max-ttl=30m", "--ticket-rate=2.5", "--verbose"} <= set(flags)
+    pdbs = {p["metadata"]["name"]: p for p in of_kind(docs, "PodDisruptionBudget")}
+    assert set(pdbs) == {PORTAL}
+    assert pdbs[PORTAL]["spec"]["selector"]["matchLabels"].items() <= (
+        portal["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_portal_rbac_writes_only_endpoints_and_its_own_key() -> None:
+    docs = rendered("defaults")
+    role = named(docs, "ClusterRole", PORTAL)
+    assert rules(role) == (
+        triples(GROUP, ["webhookapps"], [*READ, "update"])
+        | triples(GROUP, ["webhookendpoints"], [*READ, *WRITE])
+        | triples("", ["secrets"], ["get"])
+        | triples("", ["events"], ["create", "patch"])
+        | triples("events.k8s.io", ["events"], ["create", "patch"])
+        | triples("authentication.k8s.io", ["tokenreviews"], ["create"])
+        | triples("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
+    )
+    # Secrets anywhere: read one by name, never list, watch or write them.
+    assert {v for g, r, v in rules(role) if r == "secrets"} == {"get"}
+    assert not any("resourceNames" in r for r in role["rules"])
+    binding = named(docs, "ClusterRoleBinding", PORTAL)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": PORTAL, "namespace": NS}]
+    assert binding["roleRef"]["name"] == PORTAL
+
+    key = named(docs, "Role", f"{PORTAL}-ticket-key")
+    assert key["metadata"]["namespace"] == NS
+    assert rules(key) == triples("", ["secrets"], ["create", "get", "update", "patch"])
+    for rule in key["rules"]:
+        if rule["verbs"] != ["create"]:  # create cannot be limited by name
+            assert rule["resourceNames"] == [KEY_SECRET]
+    key_binding = named(docs, "RoleBinding", f"{PORTAL}-ticket-key")
+    assert key_binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": f"{PORTAL}-ticket-key",
+    }
+    assert key_binding["subjects"] == [{"kind": "ServiceAccount", "name": PORTAL, "namespace": NS}]
+
+
+def test_ticket_issuer_role_grants_only_issuing_and_is_aggregated_nowhere() -> None:
+    issuer = named(rendered("defaults"), "ClusterRole", f"{FULLNAME}-ticket-issuer")
+    assert rules(issuer) == {(GROUP, "webhookapps", "issue-tickets")}
+    assert not any(
+        k.startswith("rbac.authorization.k8s.io/aggregate-to-")
+        for k in (issuer["metadata"]["labels"])
+    )
+    # Nor does any role the chart aggregates into the built-in ones grant it.
+    for role in of_kind(rendered("defaults"), "ClusterRole"):
+        if role["metadata"]["name"] != issuer["metadata"]["name"]:
+            assert "issue-tickets" not in {v for _, _, v in rules(role)}, role["metadata"]["name"]
+
+
+def test_portal_disabled_renders_none_of_it() -> None:
+    docs = rendered("portal-off")
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/component") != "portal", doc["metadata"]["name"]
+        assert "portal" not in doc["metadata"]["name"], doc["metadata"]["name"]
+    cluster_roles = {d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")}
+    assert f"{FULLNAME}-ticket-issuer" not in cluster_roles
+    # The rest is as before.
+    assert {d["metadata"]["name"] for d in of_kind(docs, "Deployment")} == {
+        f"{FULLNAME}-operator",
+        f"{FULLNAME}-delivery",
+    }

@@ -28,6 +28,15 @@ objects they own: ClusterRoles, ClusterRoleBindings) can live side by side.
 {{- printf "%s-delivery" (include "webhook-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "webhook-operator.portalName" -}}
+{{- printf "%s-portal" (include "webhook-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret holding the portal's ticket signing key, created by the portal itself. */}}
+{{- define "webhook-operator.portalKeySecret" -}}
+{{- printf "%s-portal-ticket-key" (include "webhook-operator.fullname" .) | trunc 253 }}
+{{- end }}
+
 {{- define "webhook-operator.leaseName" -}}
 {{- default (include "webhook-operator.operatorName" .) .Values.operator.leaseName }}
 {{- end }}
@@ -86,7 +95,7 @@ and `helm install` stop before anything is applied.
 {{- end }}
 {{- end }}
 
-{{/* Pod-level settings shared by both Deployments: call with (dict "ctx" $ "values" .Values.operator). */}}
+{{/* Pod-level settings shared by the Deployments: call with (dict "ctx" $ "values" .Values.operator). */}}
 {{- define "webhook-operator.podSpecCommon" -}}
 {{- $v := .values }}
 {{- with .ctx.Values.imagePullSecrets }}
