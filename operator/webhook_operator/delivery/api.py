@@ -13,13 +13,16 @@ import psycopg
 import psycopg_pool
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
-from webhook_operator import ids
+from webhook_operator import __version__, ids
+from webhook_operator.api import delivery_wire as w
 from webhook_operator.delivery import ingest, wire
-from webhook_operator.delivery.openapi import OPENAPI
-from webhook_operator.http_api import inputs
+from webhook_operator.http_api import inputs, openapi
 from webhook_operator.http_api.errors import ApiError, error_response, middleware
-from webhook_operator.store.base import DeliveryQuery, DeliveryStatus
+from webhook_operator.http_api.openapi import Operation, Param
+from webhook_operator.http_api.wire import respond
+from webhook_operator.store.base import DeliveryDetail, DeliveryQuery, DeliveryStatus
 
 if TYPE_CHECKING:
     from webhook_operator.delivery.service import Service
@@ -34,6 +37,14 @@ STORE_UNAVAILABLE = (
 )
 MAX_PAGE = 500
 REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED)
+# A filter by more types than this is not a filter any more; it also bounds the query.
+MAX_EVENT_TYPES = 50
+TITLE = "webhook-operator delivery service"
+DESCRIPTION = (
+    "Emit events, read delivery history, resend, replay and ping. Authenticate with"
+    " `Authorization: Bearer <ServiceAccount token>`; permissions are Kubernetes RBAC on"
+    " `webhookapps.webhook-operator.dev` (emit, get, list, update)."
+)
 
 
 def _ingest_error(_: web.Request, exc: Exception) -> web.StreamResponse | None:
@@ -78,28 +89,197 @@ def _statuses(request: web.Request) -> tuple[DeliveryStatus, ...]:
     return tuple(found)
 
 
+def _event_types(request: web.Request) -> tuple[str, ...]:
+    """Exact event types, repeated or comma-separated; no wildcards (a filter names what
+    was emitted, and emitted types are exact)."""
+    found: dict[str, None] = {}
+    for value in request.query.getall("eventType", []):
+        for part in value.split(","):
+            name = part.strip()
+            if len(name) > ingest.MAX_TYPE_LENGTH or not ingest.EVENT_TYPE.fullmatch(name):
+                raise ApiError(
+                    400,
+                    "BadEventType",
+                    f"eventType {name!r} is not an event type such as invoice.paid"
+                    " (exact types only, no wildcards)",
+                )
+            found[name] = None
+    if len(found) > MAX_EVENT_TYPES:
+        raise ApiError(400, "BadEventType", f"filter by at most {MAX_EVENT_TYPES} event types")
+    return tuple(found)
+
+
+# Which field of a replay body a validation problem is about, and the reason it answers.
+_REPLAY_REASONS = {"since": "BadSince", "until": "BadUntil", "statuses": "BadStatus"}
+_REPLAY_EXAMPLE = '{"since": "<RFC 3339 time>"}'
+
+
+def replay_request(raw: bytes) -> w.ReplayRequest:
+    """The replay body: 400 with a reason for each field (MissingSince, BadSince, BadUntil,
+    BadStatus), 422 for fields it does not know."""
+    raw = raw or b"{}"
+    body = ingest.parse_object(raw, _REPLAY_EXAMPLE, max_depth=4)  # MalformedJSON/-Request
+    if "since" not in body:
+        raise ApiError(400, "MissingSince", f"send {_REPLAY_EXAMPLE}")
+    try:
+        # From the JSON text: times must be strings there, never numbers of seconds.
+        parsed = w.ReplayRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_input=False)
+        field = str(problems[0]["loc"][0]) if problems[0]["loc"] else ""
+        reason = _REPLAY_REASONS.get(field)
+        if reason is None:
+            raise ApiError(422, "Invalid", inputs.describe(problems)) from None
+        if field == "statuses":
+            allowed = ", ".join(s.value for s in DeliveryStatus)
+            message = f'"statuses" must be a list of delivery statuses ({allowed})'
+        else:
+            message = f'"{field}" must be an RFC 3339 time such as 2026-11-25T10:00:00Z'
+        raise ApiError(400, reason, message) from None
+    if parsed.until is not None and parsed.until < parsed.since:
+        raise ApiError(400, "BadUntil", '"until" must not be before "since"')
+    return parsed
+
+
+_STATUS = Param(
+    "status",
+    "pending, failed, delivered, exhausted, held or cancelled; repeat or comma-separate",
+    {"type": "array", "items": {"type": "string", "enum": [s.value for s in DeliveryStatus]}},
+)
+_EVENT_TYPE = Param(
+    "eventType",
+    "Exact event types such as invoice.paid; repeat or comma-separate",
+    {"type": "array", "items": {"type": "string", "maxLength": ingest.MAX_TYPE_LENGTH}},
+)
+_CURSOR = Param("cursor", "`next` of the previous page")
+_LIMIT = Param(
+    "limit",
+    "Deliveries per page",
+    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
+)
+PAGE_PARAMS = (_STATUS, _EVENT_TYPE, _CURSOR, _LIMIT)
+
+
 class Routes:
     def __init__(self, service: Service) -> None:
         self.svc = service
+        self._document: dict[str, Any] = {}
+
+    def operations(self) -> list[Operation]:
+        """Every route, documented: /openapi.json is written from this list."""
+        history, operations, probes = "history", "operations", "probes"
+        return [
+            Operation(
+                "POST",
+                "/v1/namespaces/{namespace}/apps/{app}/events",
+                self.emit,
+                "Emit an event to every subscribed endpoint of the app (RBAC verb emit)",
+                request=w.EmitRequest,
+                response=w.EmitResult,
+                status=202,
+                errors=(400, 401, 403, 404, 408, 413, 415, 422, 503),
+                tag="ingest",
+            ),
+            Operation(
+                "GET",
+                "/v1/namespaces/{namespace}/apps/{app}/deliveries",
+                self.app_deliveries,
+                "Deliveries of the app, newest first (RBAC verb list)",
+                response=w.DeliveryPage,
+                params=(*PAGE_PARAMS, Param("endpoint", "Only deliveries to this endpoint")),
+                errors=(400, 401, 403, 503),
+                tag=history,
+            ),
+            Operation(
+                "GET",
+                "/v1/namespaces/{namespace}/endpoints/{endpoint}/deliveries",
+                self.endpoint_deliveries,
+                "Deliveries to one endpoint, newest first (RBAC verb list)",
+                response=w.DeliveryPage,
+                params=PAGE_PARAMS,
+                errors=(400, 401, 403, 404, 503),
+                tag=history,
+            ),
+            Operation(
+                "GET",
+                "/v1/namespaces/{namespace}/deliveries/{id}",
+                self.get_delivery,
+                "One delivery with its attempts and payload (RBAC verb get)",
+                response=w.DeliveryDetail,
+                errors=(400, 401, 403, 404, 503),
+                tag=history,
+            ),
+            Operation(
+                "POST",
+                "/v1/namespaces/{namespace}/deliveries/{id}/resend",
+                self.resend,
+                "Deliver the same event to the same endpoint again (RBAC verb update)",
+                response=w.ResendResult,
+                status=202,
+                errors=(400, 401, 403, 404, 503),
+                tag=operations,
+            ),
+            Operation(
+                "POST",
+                "/v1/namespaces/{namespace}/endpoints/{endpoint}/replay",
+                self.replay,
+                "Deliver again the endpoint's failed or exhausted deliveries created since a"
+                " time, and before another (RBAC verb update)",
+                request=w.ReplayRequest,
+                response=w.ReplayResult,
+                status=202,
+                errors=(400, 401, 403, 404, 413, 415, 422, 503),
+                tag=operations,
+            ),
+            Operation(
+                "POST",
+                "/v1/namespaces/{namespace}/endpoints/{endpoint}/ping",
+                self.ping,
+                "Send a webhook.ping event to this endpoint only (RBAC verb update)",
+                response=w.PingResult,
+                status=202,
+                errors=(400, 401, 403, 404, 503),
+                tag=operations,
+            ),
+            Operation(
+                "GET",
+                "/internal/v1/endpoint-stats",
+                self.endpoint_stats,
+                "Endpoints whose delivery state changed since a cursor (for the operator;"
+                " RBAC verb list on webhookendpoints)",
+                response=w.EndpointStatsList,
+                params=(Param("since", "`cursor` of the previous answer; 0 for all"),),
+                errors=(400, 401, 403, 503),
+                internal=True,
+            ),
+            Operation("GET", "/openapi.json", self.openapi, "This document", errors=(), tag=probes),
+            Operation(
+                "GET",
+                "/healthz",
+                self.healthz,
+                "Liveness: the process answers",
+                response=w.Probe,
+                errors=(),
+                tag=probes,
+            ),
+            Operation(
+                "GET",
+                "/readyz",
+                self.readyz,
+                "Readiness: apps and endpoints are loaded from Kubernetes",
+                response=w.Probe,
+                errors=(503,),
+                tag=probes,
+            ),
+        ]
 
     def app(self) -> web.Application:
         app = web.Application(
             middlewares=[errors], client_max_size=self.svc.settings.max_body + 65536
         )
-        r = app.router
-        r.add_post("/v1/namespaces/{namespace}/apps/{app}/events", self.emit)
-        r.add_get("/v1/namespaces/{namespace}/apps/{app}/deliveries", self.app_deliveries)
-        r.add_get(
-            "/v1/namespaces/{namespace}/endpoints/{endpoint}/deliveries", self.endpoint_deliveries
-        )
-        r.add_get("/v1/namespaces/{namespace}/deliveries/{id}", self.get_delivery)
-        r.add_post("/v1/namespaces/{namespace}/deliveries/{id}/resend", self.resend)
-        r.add_post("/v1/namespaces/{namespace}/endpoints/{endpoint}/replay", self.replay)
-        r.add_post("/v1/namespaces/{namespace}/endpoints/{endpoint}/ping", self.ping)
-        r.add_get("/internal/v1/endpoint-stats", self.endpoint_stats)
-        r.add_get("/openapi.json", self.openapi)
-        r.add_get("/healthz", self.healthz)
-        r.add_get("/readyz", self.readyz)
+        operations = self.operations()
+        self._document = document(operations)
+        openapi.add_routes(app.router, operations)
         return app
 
     # -- ingest ----------------------------------------------------------------------------
@@ -122,7 +302,7 @@ class Routes:
         submitted = ingest.parse_body(body)
         ingest.check_catalog(app, submitted)
         result = await self.svc.accept(namespace, app, submitted)
-        return web.json_response(result, status=202)
+        return respond(w.EmitResult.model_validate(result), status=202)
 
     # -- history ---------------------------------------------------------------------------
 
@@ -143,7 +323,7 @@ class Routes:
 
     async def _page(self, query: DeliveryQuery) -> web.Response:
         rows, cursor = await self.svc.store.list_deliveries(query)
-        return web.json_response({"items": [wire.delivery(r) for r in rows], "next": cursor})
+        return respond(wire.page(rows, cursor))
 
     async def app_deliveries(self, request: web.Request) -> web.Response:
         namespace, app = _name(request, "namespace"), _name(request, "app")
@@ -156,6 +336,7 @@ class Routes:
                 app=app,
                 endpoint=_query_name(request, "endpoint"),
                 statuses=_statuses(request),
+                event_types=_event_types(request),
                 cursor=_cursor(request),
                 limit=_limit(request),
             )
@@ -168,12 +349,13 @@ class Routes:
                 namespace=namespace,
                 endpoint=endpoint,
                 statuses=_statuses(request),
+                event_types=_event_types(request),
                 cursor=_cursor(request),
                 limit=_limit(request),
             )
         )
 
-    async def _delivery(self, request: web.Request, verb: str) -> Any:
+    async def _delivery(self, request: web.Request, verb: str) -> DeliveryDetail:
         namespace, delivery_id = _name(request, "namespace"), _name(request, "id")
         auth = request.headers.get("Authorization")
         found = await self.svc.store.get_delivery(namespace, delivery_id)
@@ -187,7 +369,7 @@ class Routes:
 
     async def get_delivery(self, request: web.Request) -> web.Response:
         found = await self._delivery(request, "get")
-        return web.json_response(wire.detail(found))
+        return respond(wire.detail(found))
 
     # -- operations ------------------------------------------------------------------------
 
@@ -197,42 +379,26 @@ class Routes:
         new_id = await self.svc.store.resend(
             found.delivery.namespace, found.delivery.id, now, ids.delivery_id(now)
         )
+        if new_id is None:  # deleted (purged) since it was read
+            raise ApiError(404, "DeliveryNotFound", f"no delivery {found.delivery.id} any more")
         self.svc.dispatcher.wake()
-        return web.json_response({"deliveryId": new_id}, status=202)
+        return respond(w.ResendResult(delivery_id=new_id), status=202)
 
     async def replay(self, request: web.Request) -> web.Response:
         namespace, endpoint, _ = await self._endpoint_app(request, "update")
-        raw = await self._body(request)
-        body = ingest.parse_object(raw or b"{}", '{"since": "<RFC 3339 time>"}', max_depth=4)
-        if "since" not in body:
-            raise ApiError(400, "MissingSince", 'send {"since": "<RFC 3339 time>"}')
-        if not isinstance(body["since"], str):
-            raise ApiError(400, "BadSince", '"since" must be an RFC 3339 time as a string')
-        try:
-            since = wire.parse_time(body["since"])
-        except ValueError as exc:
-            raise ApiError(400, "BadSince", str(exc)) from None
-        statuses: tuple[DeliveryStatus, ...] = REPLAYABLE
-        wanted = body.get("statuses")
-        if wanted:
-            try:
-                if not isinstance(wanted, list):
-                    raise TypeError
-                statuses = tuple(DeliveryStatus(s) for s in wanted)
-            except (ValueError, TypeError):
-                raise ApiError(
-                    400,
-                    "BadStatus",
-                    '"statuses" must be a list of delivery statuses such as ["failed"]',
-                ) from None
-        count = await self.svc.store.replay(namespace, endpoint, since, time.time(), statuses)
+        body = replay_request(await self._body(request))
+        statuses = tuple(body.statuses) if body.statuses else REPLAYABLE
+        until = body.until.timestamp() if body.until is not None else None
+        count = await self.svc.store.replay(
+            namespace, endpoint, body.since.timestamp(), time.time(), statuses, until=until
+        )
         self.svc.dispatcher.wake()
-        return web.json_response({"replayed": count}, status=202)
+        return respond(w.ReplayResult(replayed=count), status=202)
 
     async def ping(self, request: web.Request) -> web.Response:
         namespace, endpoint, app = await self._endpoint_app(request, "update")
         result = await self.svc.ping(namespace, endpoint, app)
-        return web.json_response(result, status=202)
+        return respond(w.PingResult.model_validate(result), status=202)
 
     # -- operator, probes, metrics ---------------------------------------------------------
 
@@ -244,22 +410,35 @@ class Routes:
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
             raise ApiError(400, "BadCursor", "since must be a cursor returned by this endpoint")
         states, cursor = await self.svc.store.stats_since(int(raw), time.time())
-        return web.json_response(
-            {"cursor": str(cursor), "endpoints": [wire.endpoint_stats(s, "24h") for s in states]}
+        return respond(
+            w.EndpointStatsList(
+                cursor=str(cursor), endpoints=[wire.endpoint_stats(s, "24h") for s in states]
+            )
         )
 
     async def openapi(self, _: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
+        return web.json_response(self._document)
 
     async def healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return respond(w.Probe(status="ok"))
 
     async def readyz(self, _: web.Request) -> web.Response:
         if not self.svc.ready():
             return error_response(
                 503, "NotReady", "still loading apps and endpoints from Kubernetes"
             )
-        return web.json_response({"status": "ready"})
+        return respond(w.Probe(status="ready"))
+
+
+def document(operations: list[Operation]) -> dict[str, Any]:
+    """The OpenAPI document of these operations, with the bearer scheme every call uses."""
+    doc = openapi.document(TITLE, __version__, DESCRIPTION, operations)
+    doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    doc["security"] = [{"bearer": []}]
+    for path in ("/openapi.json", "/healthz", "/readyz"):
+        for entry in doc["paths"][path].values():
+            entry["security"] = []  # probes and the document need no token
+    return doc
 
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:

@@ -1,21 +1,15 @@
-"""The base of every request and answer model: camelCase on the wire, unknown request
-fields refused, and one way to answer with a model."""
+"""One way to answer with a model. The models' base, `Wire`, lives in
+webhook_operator.api.wire_base (pure pydantic, so clients can share the shapes); it is
+re-exported here for the servers."""
 
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel
 
+from webhook_operator.api.wire_base import Wire
 
-class Wire(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        serialize_by_alias=True,
-    )
+__all__ = ["Wire", "respond"]
 
 
 def respond(

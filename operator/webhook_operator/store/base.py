@@ -33,18 +33,10 @@ process dies or stalls."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Protocol
 
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"  # waiting for its first attempt (or being attempted now)
-    FAILED = "failed"  # the last attempt failed; another is scheduled
-    DELIVERED = "delivered"  # a 2xx answer
-    EXHAUSTED = "exhausted"  # every attempt failed; no more will be made
-    HELD = "held"  # the endpoint is paused or disabled; delivered when it is active again
-    CANCELLED = "cancelled"  # the endpoint was deleted
-
+# The statuses are part of the API's wire; they are defined there, once.
+from webhook_operator.api.delivery_wire import DeliveryStatus as DeliveryStatus
 
 # Deliveries in these states still have work ahead of them.
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.HELD)

@@ -1,0 +1,177 @@
+"""The delivery service's HTTP API as models: what it answers and what it reads.
+
+One source for the wire. The delivery service answers with these models and builds its
+/openapi.json from them; the portal reads the delivery service's answers into the same
+models and documents its own delivery routes with them; the plugin and the operator read
+the same JSON. Times are RFC 3339 in UTC with milliseconds and a Z
+(2026-11-25T10:00:00.123Z), keys are camelCase.
+
+Pure pydantic: no HTTP stack and no store here, so every process may import it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, Field, PlainSerializer, Strict
+
+from webhook_operator.api.wire_base import Answer, Wire
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first attempt (or being attempted now)
+    FAILED = "failed"  # the last attempt failed; another is scheduled
+    DELIVERED = "delivered"  # a 2xx answer
+    EXHAUSTED = "exhausted"  # every attempt failed; no more will be made
+    HELD = "held"  # the endpoint is paused or disabled; delivered when it is active again
+    CANCELLED = "cancelled"  # the endpoint was deleted
+
+
+def rfc3339(moment: datetime) -> str:
+    """2026-11-25T10:00:00.123Z: UTC, milliseconds (cut, not rounded), Z."""
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_epoch(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+Time = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+# What a client sends: RFC 3339 with an offset, as a string (not a number of seconds).
+RequestTime = Annotated[AwareDatetime, Strict()]
+
+
+class Delivery(Answer):
+    """One delivery of one event to one endpoint."""
+
+    id: str
+    """The delivery's id, such as dlv_01J…; ids sort by creation time."""
+    event_id: str
+    """The event delivered; resends and replays deliver the same event again."""
+    namespace: str
+    app: str
+    """The WebhookApp the event was emitted to."""
+    endpoint: str
+    """The WebhookEndpoint it is delivered to."""
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    """Attempts made so far."""
+    created_at: Time
+    updated_at: Time
+    next_attempt_at: Time | None
+    """When the next attempt is due; null once the delivery is finished."""
+    last_http_status: int | None
+    """The receiver's HTTP status at the last attempt; null when it did not answer."""
+    last_error: str | None
+    """Why the last attempt failed, as the receiver or the network put it."""
+
+
+class Attempt(Answer):
+    """One attempt to deliver."""
+
+    attempt: int
+    """1 for the first attempt."""
+    started_at: Time
+    duration_ms: float
+    http_status: int | None
+    error: str | None
+    response_snippet: str | None
+    """The start of the receiver's answer."""
+    success: bool
+
+
+class DeliveryDetail(Delivery):
+    """A delivery with every attempt and the exact body it sends."""
+
+    attempt_log: list[Attempt]
+    payload: str
+    """The exact JSON body sent to the receiver, as a string (signatures cover these bytes)."""
+
+
+class DeliveryPage(Answer):
+    """Deliveries, newest first."""
+
+    items: list[Delivery]
+    next: str | None
+    """Pass as `cursor` for the next page; null on the last page."""
+
+
+class EmitRequest(Wire):
+    """An event for every endpoint of the app that subscribes to its type. (Documentation:
+    ingest reads the body by hand, the hot path, with a reason for each refusal.)"""
+
+    type: str = Field(max_length=256, examples=["invoice.paid"])
+    """A dotted name of lower-case letters, digits, '-' and '_'."""
+    id: str | None = Field(default=None, min_length=1, max_length=256)
+    """Idempotency key: the same id within 24 h creates no new deliveries."""
+    data: dict[str, Any] = Field(default_factory=dict)
+    """The event's data; checked against the catalog's JSON schema when it has one."""
+
+
+class EmitResult(Answer):
+    event_id: str
+    deliveries: int
+    """How many endpoints it is delivered to."""
+    duplicate: bool
+    """true when the id was seen within 24 h: nothing new was stored."""
+
+
+class ReplayRequest(Wire):
+    """Deliver again the endpoint's deliveries created in [since, until)."""
+
+    since: RequestTime
+    """The earliest creation time replayed (inclusive), RFC 3339."""
+    until: RequestTime | None = None
+    """The end (exclusive), RFC 3339; now when unset."""
+    statuses: list[DeliveryStatus] | None = None
+    """Which deliveries; failed and exhausted when unset."""
+
+
+class ReplayResult(Answer):
+    replayed: int
+    """How many deliveries were made anew."""
+
+
+class ResendResult(Answer):
+    delivery_id: str
+    """The new delivery of the same event to the same endpoint."""
+
+
+class PingResult(Answer):
+    event_id: str
+    delivery_id: str
+    held: bool
+    """true when the endpoint is paused or disabled: the ping waits until it is active."""
+
+
+class EndpointStats(Answer):
+    """An endpoint's delivery state, for the operator to show in its status."""
+
+    namespace: str
+    name: str
+    last_delivery_time: Time | None
+    last_success_time: Time | None
+    last_failure_time: Time | None
+    last_http_status: int | None
+    last_error: str | None
+    consecutive_failures: int
+    disabled_reason: str | None
+    disabled_at: Time | None
+    deliveries: dict[str, int]
+    """Counts by status within the window (pending and held: now)."""
+    window: str
+
+
+class EndpointStatsList(Answer):
+    cursor: str
+    """Pass as `since` to get only what changed after this answer."""
+    endpoints: list[EndpointStats]
+
+
+class Probe(Answer):
+    status: str
+    """ok (alive) or ready."""
