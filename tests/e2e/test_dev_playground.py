@@ -1,8 +1,9 @@
 """`webhook-operator dev` as a newcomer runs it, with its output through `| tee` as many
-do: a delivery printed with a verified signature and Healthy in `kubectl get`; a second
-`dev` on the same state directory refused, naming the first, which keeps working; a killed
-operator and delivery service restarted in place, deliveries going on; and Ctrl-C stopping
-every process even though tee dies first. One playground serves those tests (it takes
+do: a delivery printed with a verified signature and Healthy in `kubectl get`; the printed
+portal URL's ticket opening the sample app's catalog; a second `dev` on the same state
+directory refused, naming the first, which keeps working; a killed operator, delivery
+service and portal restarted in place, deliveries and the ticket going on; and Ctrl-C
+stopping every process even though tee dies first. One playground serves those tests (it takes
 20-40 s to start on two cores); the last of them stops it. Then the other ways a playground
 ends, each with a playground of its own: Ctrl-C while it starts, SIGKILL (its children die
 with it), and its control plane dying (it stops, saying why)."""
@@ -90,7 +91,10 @@ class Running:
     seen: dict[Proc, str] = field(default_factory=dict)  # every process it ever had
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:  # tee has not opened it yet
+            return ""
 
     def wait_for(self, text: str, limit: float, after: int = 0) -> str:
         """The output from `after` on, once it contains `text`."""
@@ -123,6 +127,13 @@ class Running:
             text=True,
             timeout=60,
         )
+
+    def portal_get(self, path: str) -> httpx.Response:
+        """GET on the tenant API with the state file's ticket, as the portal page will."""
+        url = str(self.state()["portalUrl"])
+        base, _, ticket = url.partition("/#ticket=")
+        assert ticket, url
+        return httpx.get(f"{base}{path}", headers={"Authorization": f"Bearer {ticket}"}, timeout=30)
 
     def emit_and_see(self, invoice: str, limit: float = 60.0) -> None:
         """Emit an event as a user would and wait for the receiver to print it verified."""
@@ -165,6 +176,7 @@ def playground(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     try:
         running.pid = _playground_pid(shell.pid)
         running.wait_for("signature verified", START_LIMIT)
+        running.wait_for("Ctrl-C stops everything", 60)  # the banner, after the portal's ticket
         running.processes()
         yield running
     finally:
@@ -257,6 +269,41 @@ def test_the_printed_curl_command_works_as_printed(playground: Running) -> None:
     assert "signature verified" in printed
 
 
+def test_the_portal_url_opens_the_sample_apps_catalog(playground: Running) -> None:
+    state = playground.state()
+    url = state["portalUrl"]
+    assert isinstance(url, str)
+    assert url.startswith("http://127.0.0.1:"), url
+    assert "/#ticket=" in url
+    assert url in playground.output(), "the ready banner prints the portal URL"
+    assert (playground.root / "state.json").stat().st_mode & 0o077 == 0, "holds a ticket"
+
+    catalog = playground.portal_get("/v1/portal/catalog")
+    assert catalog.status_code == 200, catalog.text
+    answer = catalog.json()
+    assert [t["name"] for t in answer["eventTypes"]] == ["invoice.paid", "invoice.created"]
+    paid = answer["eventTypes"][0]
+    assert paid["example"]["type"] == "invoice.paid"
+    assert "invoiceId" in paid["example"]["data"]
+    summary = playground.portal_get("/v1/portal/summary")
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["endpoints"]["total"] == 1
+    plain = httpx.get(f"{url.partition('/#')[0]}/v1/portal/catalog", timeout=30)
+    assert plain.status_code == 401
+
+    # The banner's way to a new ticket finds the playground's portal with no flags.
+    issued = playground.plugin("portal", "billing", "--scope", "read")
+    assert issued.returncode == 0, issued.stdout + issued.stderr
+    fresh = issued.stdout.strip().splitlines()[0]
+    assert fresh.startswith(url.partition("/#")[0] + "/#ticket="), fresh
+    read = httpx.get(
+        f"{url.partition('/#')[0]}/v1/portal/summary",
+        headers={"Authorization": f"Bearer {fresh.partition('#ticket=')[2]}"},
+        timeout=30,
+    )
+    assert read.status_code == 200, read.text
+
+
 def test_a_second_playground_on_the_same_directory_is_refused(playground: Running) -> None:
     before = playground.processes()
     kept = [
@@ -282,6 +329,9 @@ def test_a_second_playground_on_the_same_directory_is_refused(playground: Runnin
     assert f"another `webhook-operator dev` (pid {playground.pid}) is running on" in said
     assert str(playground.root) in said
     assert f"delivery service: {state['deliveryUrl']}" in said
+    portal_origin = str(state["portalUrl"]).partition("/#")[0]
+    assert f"portal:           {portal_origin}\n" in said
+    assert "#ticket=" not in said, "someone else's ticket is not shown"
     assert f"kube-apiserver:   {state['server']}" in said
     assert f"kill {playground.pid}" in said
     assert all(path.exists() for path in kept)
@@ -290,35 +340,43 @@ def test_a_second_playground_on_the_same_directory_is_refused(playground: Runnin
     playground.emit_and_see("in_after_refusal")
 
 
-def test_a_killed_operator_and_delivery_service_are_restarted_in_place(
+def test_a_killed_operator_delivery_service_and_portal_are_restarted_in_place(
     playground: Running,
 ) -> None:
     mark = len(playground.output())
     state = playground.state()
     delivery = playground.child("webhook_operator delivery")
     operator = playground.child("webhook_operator controller")
-    os.kill(delivery[0], signal.SIGKILL)
-    os.kill(operator[0], signal.SIGKILL)
+    portal = playground.child("webhook_operator portal")
+    for killed in (delivery, operator, portal):
+        os.kill(killed[0], signal.SIGKILL)
 
     # A new operator waits out the killed one's Lease (15 s) before it leads.
     said = playground.wait_for("the operator is running again", 90, after=mark)
     said = playground.wait_for("the delivery service is running again", 30, after=mark)
+    said = playground.wait_for("the portal is running again", 30, after=mark)
     assert "the delivery service was killed by SIGKILL; restarting it" in said
     assert "the operator was killed by SIGKILL; restarting it" in said
+    assert "the portal was killed by SIGKILL; restarting it" in said
     assert "stopping" not in said
     assert playground.shell.poll() is None
     assert not _alive(delivery)
     assert not _alive(operator)
+    assert not _alive(portal)
     playground.child("webhook_operator delivery")
     playground.child("webhook_operator controller")
+    playground.child("webhook_operator portal")
     assert playground.state() == state  # same URLs: restarted in place
     playground.emit_and_see("in_after_restart")
+    # The ticket key is a Secret: the restarted portal still honours the ticket.
+    assert playground.portal_get("/v1/portal/catalog").status_code == 200
 
 
 def test_ctrl_c_through_tee_stops_every_process(playground: Running) -> None:
     processes = playground.processes()
     programs = {Path(arg).name for cmd in processes.values() for arg in cmd.split()[:4]}
-    for piece in ("etcd", "kube-apiserver", "kube-controller-manager", "delivery", "controller"):
+    pieces = ("etcd", "kube-apiserver", "kube-controller-manager", "delivery", "controller")
+    for piece in (*pieces, "portal"):
         assert piece in programs, processes
 
     os.killpg(playground.shell.pid, signal.SIGINT)  # Ctrl-C: to the playground and tee

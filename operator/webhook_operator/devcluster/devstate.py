@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from webhook_operator.devcluster.binaries import cache_dir
 
@@ -30,8 +31,10 @@ def state_dir() -> Path:
 
 
 def state_file() -> Path:
-    """`{"deliveryUrl": "...", "kubeconfig": "...", "pid": ..., "server": "..."}` while
-    `webhook-operator dev` runs."""
+    """`{"deliveryUrl": "...", "portalUrl": "...", "kubeconfig": "...", "pid": ...,
+    "server": "..."}` while `webhook-operator dev` runs. portalUrl carries a manage ticket
+    for the sample app (a bearer secret: the file is readable by its owner only) and
+    appears once the portal has issued it."""
     return state_dir() / "state.json"
 
 
@@ -56,10 +59,11 @@ def describe_busy(root: Path, holder: Holder) -> str:
     lines = [f"another `webhook-operator dev` ({who}) is running on {root}"]
     labels = [
         ("deliveryUrl", "delivery service"),
+        ("portalUrl", "portal"),
         ("server", "kube-apiserver"),
         ("kubeconfig", "kubeconfig"),
     ]
-    shown = [(label, holder.state.get(key)) for key, label in labels]
+    shown = [(label, _shown(key, holder.state.get(key))) for key, label in labels]
     if any(isinstance(value, str) for _, value in shown):
         lines += [f"  {label + ':':<17} {value}" for label, value in shown if value]
     else:
@@ -70,6 +74,15 @@ def describe_busy(root: Path, holder: Holder) -> str:
         f" {DIR_ENV}=<another directory>. Nothing was changed."
     )
     return "\n".join(lines)
+
+
+def _shown(key: str, value: Any) -> Any:
+    """The portal's address without the ticket in its fragment: a refused playground's
+    message is no place for someone else's bearer secret."""
+    if key == "portalUrl" and isinstance(value, str):
+        parts = urlsplit(value)
+        return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+    return value
 
 
 @dataclass
@@ -95,10 +108,14 @@ class StateLock:
                 entry.unlink()
 
     def write_state(self, state: dict[str, Any]) -> None:
-        """Replace the state file in one step: readers never see half of it."""
+        """Replace the state file in one step: readers never see half of it. Owner-only:
+        it holds a portal ticket."""
         target = self.root / "state.json"
         partial = target.with_name(".state.json.partial")
-        partial.write_text(json.dumps(state))
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(state))
         partial.replace(target)
 
     def remove_state(self) -> None:

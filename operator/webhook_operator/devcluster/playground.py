@@ -1,7 +1,8 @@
 """`webhook-operator dev`: the one-command playground. A real local control plane, the
-CRDs, the operator and the delivery service (SQLite), a sample app and endpoint pointing at
-a built-in receiver that prints each delivery with its verified signature, and a first
-event so the whole path is visible at once.
+CRDs, the operator, the delivery service (SQLite) and the portal, a sample app and endpoint
+pointing at a built-in receiver that prints each delivery with its verified signature, a
+first event so the whole path is visible at once, and a portal URL with a manage ticket for
+the sample app, issued the way a platform's backend would (see `portal_access`).
 
 Its lifetime rules, because a playground left running unseen holds ports, CPU and a state
 directory the next one wipes:
@@ -11,8 +12,9 @@ directory the next one wipes:
   see `lifetime`.
 - One playground per state directory: a second one is refused, naming the first, before
   it touches anything (see `devstate`).
-- A crashed operator or delivery service is restarted in place, saying so, with backoff
-  and a bound (see `restarts`); the control plane dying is fatal, with its log.
+- A crashed operator, delivery service or portal is restarted in place, saying so, with
+  backoff and a bound (see `restarts`); the control plane dying is fatal, with its log.
+  A restarted portal keeps its ticket key (a Secret), so tickets it issued keep working.
 Running it again after a stop starts afresh."""
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from kubernetes import client
 from rich.console import Console
 from rich.markup import escape
 
-from webhook_operator.devcluster import binaries, devstate, install
+from webhook_operator.devcluster import binaries, devstate, install, portal_access
 from webhook_operator.devcluster.cluster import ClusterInfo, LocalCluster, free_port
 from webhook_operator.devcluster.lifetime import die_with_parent
 from webhook_operator.devcluster.output import SurvivingOutput
@@ -54,13 +56,16 @@ STOP_SIGNALS = [
 
 SAMPLE_APP = "billing"
 SAMPLE_ENDPOINT = "local-receiver"
+SAMPLE_NAMESPACE = "default"
+# In the sample namespace, next to the app it opens (the playground has no release namespace).
+PORTAL_KEY_SECRET = "webhook-operator-portal-ticket-key"
 
 
 def sample_objects(receiver_url: str) -> list[dict[str, Any]]:
     app = {
         "apiVersion": "webhook-operator.dev/v1alpha1",
         "kind": "WebhookApp",
-        "metadata": {"name": SAMPLE_APP, "namespace": "default"},
+        "metadata": {"name": SAMPLE_APP, "namespace": SAMPLE_NAMESPACE},
         "spec": {
             "description": "Sample app of the dev playground",
             "eventTypes": [
@@ -83,7 +88,7 @@ def sample_objects(receiver_url: str) -> list[dict[str, Any]]:
     endpoint = {
         "apiVersion": "webhook-operator.dev/v1alpha1",
         "kind": "WebhookEndpoint",
-        "metadata": {"name": SAMPLE_ENDPOINT, "namespace": "default"},
+        "metadata": {"name": SAMPLE_ENDPOINT, "namespace": SAMPLE_NAMESPACE},
         "spec": {
             "appRef": {"name": SAMPLE_APP},
             "url": receiver_url,
@@ -106,8 +111,8 @@ def _tail(path: Path, lines: int) -> list[str]:
 
 @dataclass
 class Service:
-    """The operator or the delivery service: a child the playground restarts in place, with
-    the same arguments, so its URL, port and data stay what the user was told."""
+    """The operator, the delivery service or the portal: a child the playground restarts in
+    place, with the same arguments, so its URL, port and data stay what the user was told."""
 
     name: str
     log_name: str
@@ -178,6 +183,10 @@ class Playground:
     output: SurvivingOutput | None = None
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     services: list[Service] = field(default_factory=list)
+    # What `kubectl webhooks` and people read in state.json; rewritten whole on a change.
+    state: dict[str, Any] = field(default_factory=dict)
+    # When the portal ticket in the state file is renewed (monotonic); None: not issued.
+    portal_renew_at: float | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def say(self, text: str, **options: Any) -> None:
@@ -292,40 +301,47 @@ class Playground:
             def lookup() -> list[str]:
                 name = f"{SAMPLE_ENDPOINT}-signing-secret"
                 # Called on the event loop: a hung apiserver must not freeze the playground.
-                secret = core.read_namespaced_secret(name, "default", _request_timeout=(3, 5))
+                secret = core.read_namespaced_secret(
+                    name, SAMPLE_NAMESPACE, _request_timeout=(3, 5)
+                )
                 data = secret.data or {}
                 return secret_values({k: str(v) for k, v in data.items()})
 
             receiver = PrintingReceiver(self.console, lookup)
-            receiver_port, delivery_port = free_port(), free_port()
+            receiver_port, delivery_port, portal_port = free_port(), free_port(), free_port()
             runner = web.AppRunner(receiver.app(), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
             receiver_url = f"http://127.0.0.1:{receiver_port}/hooks"
             delivery_url = f"http://127.0.0.1:{delivery_port}"
+            portal_base = f"http://127.0.0.1:{portal_port}"
             logs = root / "logs"
-            self.start_services(info, root, delivery_url, delivery_port)
-            lock.write_state(
-                {
-                    "deliveryUrl": delivery_url,
-                    "kubeconfig": str(info.kubeconfig),
-                    "server": info.server,
-                    "receiverUrl": receiver_url,
-                    "pid": os.getpid(),
-                }
-            )
-            with self.console.status("starting the operator and the delivery service"):
-                await self.wait_ready(delivery_url)
-                self.apply(info, sample_objects(receiver_url))
+            self.start_services(info, root, delivery_url, delivery_port, portal_port)
+            self.state = {
+                "deliveryUrl": delivery_url,
+                "kubeconfig": str(info.kubeconfig),
+                "server": info.server,
+                "receiverUrl": receiver_url,
+                "pid": os.getpid(),
+            }
+            lock.write_state(self.state)
+            with self.console.status("starting the operator, the delivery service and the portal"):
+                await self.wait_ready([f"{delivery_url}/readyz", f"{portal_base}/readyz"])
+                self.apply(
+                    info,
+                    sample_objects(receiver_url)
+                    + portal_access.backend_objects(SAMPLE_NAMESPACE, SAMPLE_APP),
+                )
                 await self.wait_endpoint_ready(api)
-            self.step(f"operator and delivery service running (logs in {logs})")
+            self.step(f"operator, delivery service and portal running (logs in {logs})")
             self.step(
                 f"sample WebhookApp {SAMPLE_APP} and WebhookEndpoint {SAMPLE_ENDPOINT}"
                 f" → {receiver_url}"
             )
             await self.first_event(info, delivery_url)
-            self.hints(info, delivery_url)
-            return await self.supervise(cluster)
+            portal_url = await self.open_portal(api, portal_base, lock)
+            self.hints(info, delivery_url, portal_url)
+            return await self.supervise(cluster, api, portal_base, lock)
         except asyncio.CancelledError:
             if not stopping:
                 raise
@@ -339,7 +355,12 @@ class Playground:
             cast(Any, api).close()
 
     def start_services(
-        self, info: ClusterInfo, root: Path, delivery_url: str, delivery_port: int
+        self,
+        info: ClusterInfo,
+        root: Path,
+        delivery_url: str,
+        delivery_port: int,
+        portal_port: int,
     ) -> None:
         logs = root / "logs"
         probe_port = free_port()
@@ -381,13 +402,36 @@ class Playground:
                 ],
                 lambda http: _leading(http, f"http://127.0.0.1:{probe_port}/healthz"),
             ),
+            service(
+                "portal",
+                "portal",
+                [
+                    "portal",
+                    f"--kubeconfig={info.kubeconfig}",
+                    f"--listen=127.0.0.1:{portal_port}",
+                    f"--public-url=http://127.0.0.1:{portal_port}",
+                    f"--delivery-url={delivery_url}",
+                    # The delivery service's list: customers register what can be delivered to.
+                    "--allow-cidr=127.0.0.1/32",
+                    f"--key-namespace={SAMPLE_NAMESPACE}",
+                    f"--key-secret={PORTAL_KEY_SECRET}",
+                ],
+                lambda http: _http_ok(http, f"http://127.0.0.1:{portal_port}/readyz"),
+            ),
         ]
         for s in self.services:
             s.start(now)
 
-    async def supervise(self, cluster: LocalCluster) -> int:
+    async def supervise(
+        self,
+        cluster: LocalCluster,
+        api: client.ApiClient,
+        portal_base: str,
+        lock: devstate.StateLock,
+    ) -> int:
         """Until a stop signal cancels it: restart crashed services, give up on the control
-        plane dying or a service crashing too often (1)."""
+        plane dying or a service crashing too often (1), keep the state file's portal
+        ticket valid."""
         while True:
             if self.output is not None:
                 self.output.probe()
@@ -396,7 +440,45 @@ class Playground:
             for service in self.services:
                 if not self.tend(service, time.monotonic()):
                     return 1
+            if self.portal_renew_at is not None and time.monotonic() >= self.portal_renew_at:
+                self.portal_renew_at = None
+                self._spawn(self.renew_portal(api, portal_base, lock))
             await asyncio.sleep(0.5)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def open_portal(
+        self, api: client.ApiClient, portal_base: str, lock: devstate.StateLock
+    ) -> str | None:
+        """The sample app's portalUrl, also written to the state file; None (said) when no
+        ticket could be had: the rest of the playground works without one."""
+        try:
+            url = await portal_access.open_portal(api, portal_base, SAMPLE_NAMESPACE, SAMPLE_APP)
+        except (portal_access.PortalAccessError, client.ApiException, OSError) as exc:
+            self.warn(f"no portal ticket for {SAMPLE_APP}: {exc}")
+            return None
+        self.state["portalUrl"] = url
+        lock.write_state(self.state)
+        self.portal_renew_at = time.monotonic() + portal_access.REFRESH_AFTER
+        return url
+
+    async def renew_portal(
+        self, api: client.ApiClient, portal_base: str, lock: devstate.StateLock
+    ) -> None:
+        """A new ticket in the state file before the old one ends. Not printed again:
+        `kubectl webhooks portal` prints one on demand."""
+        try:
+            url = await portal_access.open_portal(api, portal_base, SAMPLE_NAMESPACE, SAMPLE_APP)
+        except (portal_access.PortalAccessError, client.ApiException, OSError) as exc:
+            self.warn(f"could not renew the portal ticket in the state file ({exc}); retrying")
+            self.portal_renew_at = time.monotonic() + 60.0
+            return
+        self.state["portalUrl"] = url
+        lock.write_state(self.state)
+        self.portal_renew_at = time.monotonic() + portal_access.REFRESH_AFTER
 
     def control_plane_alive(self, cluster: LocalCluster) -> bool:
         for piece in cluster.children:
@@ -436,9 +518,7 @@ class Playground:
             service.restart_at = now + delay
         if service.restart_at is not None and now >= service.restart_at:
             service.start(now)
-            task = asyncio.create_task(self.announce_back(service))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self.announce_back(service))
         return True
 
     async def announce_back(self, service: Service, limit: float = 90.0) -> None:
@@ -453,8 +533,10 @@ class Playground:
                     return
                 await asyncio.sleep(0.5)
 
-    async def wait_ready(self, delivery_url: str, limit: float = 90.0) -> None:
+    async def wait_ready(self, probes: list[str], limit: float = 90.0) -> None:
+        """Until every URL in `probes` answers 200, or a service exits."""
         deadline = time.monotonic() + limit
+        waiting = list(probes)
         async with httpx.AsyncClient(timeout=2.0) as http:
             while time.monotonic() < deadline:
                 for service in self.services:
@@ -465,12 +547,12 @@ class Playground:
                             f"the {service.name} {describe_exit(code)} while starting;"
                             f" {service.log_path} ends with:\n{tail}"
                         )
-                if await _http_ok(http, f"{delivery_url}/readyz"):
+                waiting = [url for url in waiting if not await _http_ok(http, url)]
+                if not waiting:
                     return
                 await asyncio.sleep(0.3)
-        raise RuntimeError(
-            f"the delivery service did not become ready; see {self.services[0].log_path}"
-        )
+        logs = ", ".join(str(s.log_path) for s in self.services)
+        raise RuntimeError(f"{' and '.join(waiting)} did not answer 200; see {logs}")
 
     def apply(self, info: ClusterInfo, objects: list[dict[str, Any]]) -> None:
         for obj in objects:
@@ -495,7 +577,7 @@ class Playground:
                 custom.get_namespaced_custom_object,
                 "webhook-operator.dev",
                 "v1alpha1",
-                "default",
+                SAMPLE_NAMESPACE,
                 "webhookendpoints",
                 SAMPLE_ENDPOINT,
             )
@@ -517,7 +599,7 @@ class Playground:
         else:
             self.warn(f"first event refused: {response.text}")
 
-    def hints(self, info: ClusterInfo, delivery_url: str) -> None:
+    def hints(self, info: ClusterInfo, delivery_url: str, portal_url: str | None) -> None:
         venv_bin = Path(sys.executable).parent
         on_path = shutil.which("kubectl") == str(venv_bin / "kubectl")
         kubectl = "kubectl" if on_path else str(venv_bin / "kubectl")
@@ -546,9 +628,18 @@ class Playground:
             + " --resource=webhookapps.webhook-operator.dev",
             f"     {kubectl} create rolebinding emit --role=emit"
             + " --serviceaccount=default:default)",
-            "",
-            "Ctrl-C stops everything.",
         ]
+        if portal_url is not None:
+            lines += [
+                "",
+                f"Customer portal for {SAMPLE_APP} (a manage ticket, valid"
+                f" {portal_access.TICKET_TTL}; it is a password: share it with care):",
+                f"  {portal_url}",
+                "  the tenant API takes the ticket after #ticket= as Authorization: Bearer,"
+                " e.g. GET /v1/portal/catalog;",
+                f"  a new ticket: {kubectl} webhooks portal {SAMPLE_APP} [--scope read]",
+            ]
+        lines += ["", "Ctrl-C stops everything."]
         for line in lines:
             self.say(line, highlight=False)
 
