@@ -245,7 +245,7 @@ def check_pod_security(cluster: Cluster, namespace: str, docs: list[dict[str, An
     """The pods the Deployments would run pass the restricted standard's admission (their
     ServiceAccounts exist now, which a dry run of the Pods needs)."""
     pods = pods_of(docs, namespace)
-    assert len(pods) == 2
+    assert len(pods) == 3
     for pod in pods:
         result = cluster.kubectl(
             "create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False
@@ -287,6 +287,23 @@ def check_permissions(cluster: Cluster, namespace: str, release: str) -> None:
         assert not can_i(cluster, delivery, verb, "secrets", "elsewhere")
         assert not can_i(cluster, delivery, verb, endpoints, "elsewhere")
 
+    portal = sa(namespace, f"{fullname}-portal")
+    key = f"secrets/{fullname}-portal-ticket-key"
+    assert can_i(cluster, portal, "create", endpoints, "elsewhere")
+    assert can_i(cluster, portal, "delete", endpoints, "elsewhere")
+    assert can_i(cluster, portal, "update", apps, "elsewhere"), "ping, resend, replay"
+    assert not can_i(cluster, portal, "patch", endpoints, "elsewhere", subresource="status")
+    assert can_i(cluster, portal, "get", "secrets", "elsewhere")
+    for verb in ("list", "watch", "create", "update", "patch", "delete"):
+        assert not can_i(cluster, portal, verb, "secrets", "elsewhere"), verb
+    assert can_i(cluster, portal, "create", "secrets", namespace)
+    assert can_i(cluster, portal, "update", key, namespace)
+    assert not can_i(cluster, portal, "update", "secrets/other", namespace)
+    assert not can_i(cluster, portal, "delete", key, namespace)
+    assert can_i(cluster, portal, "create", "events", "elsewhere")
+    assert can_i(cluster, portal, "create", "subjectaccessreviews.authorization.k8s.io", None)
+    assert not can_i(cluster, portal, "issue-tickets", apps, "elsewhere")
+
     # The built-in roles pick up the chart's rules through the controller-manager's
     # ClusterRole aggregation; the emitter role is bound explicitly.
     for name, role in (("viewer", "view"), ("editor", "edit"), ("owner", "admin")):
@@ -319,6 +336,17 @@ def check_permissions(cluster: Cluster, namespace: str, release: str) -> None:
     assert can_i(cluster, producer, "emit", apps, namespace)
     assert not can_i(cluster, producer, "emit", apps, "elsewhere")
     assert not can_i(cluster, producer, "list", endpoints, namespace)
+    # Issuing tickets is bound explicitly too, never inherited from admin or edit.
+    assert not can_i(cluster, owner, "issue-tickets", apps, namespace)
+    cluster.kubectl("create", "serviceaccount", "backend", "-n", namespace)
+    cluster.kubectl(
+        "create", "rolebinding", "backend", "-n", namespace,
+        f"--clusterrole={fullname}-ticket-issuer", f"--serviceaccount={namespace}:backend",
+    )  # fmt: skip
+    backend = sa(namespace, "backend")
+    assert can_i(cluster, backend, "issue-tickets", apps, namespace)
+    assert not can_i(cluster, backend, "issue-tickets", apps, "elsewhere")
+    assert not can_i(cluster, backend, "get", apps, namespace)
 
 
 def _namespace_gone(cluster: Cluster, name: str) -> bool:
