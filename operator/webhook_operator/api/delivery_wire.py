@@ -10,13 +10,21 @@ Pure pydantic: no HTTP stack and no store here, so every process may import it."
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, PlainSerializer, Strict
 
+from webhook_operator.api.v1alpha1 import EVENT_TYPE_PATTERN
 from webhook_operator.api.wire_base import Answer, Wire
+
+MAX_EVENT_TYPE_LENGTH = 256
+# A filter by more types than this is not a filter any more; it also bounds the query.
+MAX_EVENT_TYPES = 50
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 
 
 class DeliveryStatus(StrEnum):
@@ -42,6 +50,55 @@ def from_epoch(seconds: float | None) -> datetime | None:
 Time = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
 # What a client sends: RFC 3339 with an offset, as a string (not a number of seconds).
 RequestTime = Annotated[AwareDatetime, Strict()]
+
+
+# -- query parameters of the delivery lists -----------------------------------------------
+
+
+class BadQuery(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _parts(values: Iterable[str]) -> Iterable[str]:
+    """Repeated parameters and comma-separated lists alike."""
+    for value in values:
+        for part in value.split(","):
+            yield part.strip()
+
+
+def statuses(values: Iterable[str]) -> tuple[DeliveryStatus, ...]:
+    """`status` parameters: BadQuery("BadStatus") naming the statuses there are."""
+    found: dict[DeliveryStatus, None] = {}
+    for part in _parts(values):
+        try:
+            found[DeliveryStatus(part)] = None
+        except ValueError:
+            allowed = ", ".join(s.value for s in DeliveryStatus)
+            raise BadQuery("BadStatus", f"unknown status {part!r} (one of {allowed})") from None
+    return tuple(found)
+
+
+def event_types(values: Iterable[str]) -> tuple[str, ...]:
+    """`eventType` parameters: exact types, no wildcards (a filter names what was emitted,
+    and emitted types are exact). BadQuery("BadEventType") otherwise."""
+    found: dict[str, None] = {}
+    for part in _parts(values):
+        if len(part) > MAX_EVENT_TYPE_LENGTH or not _EVENT_TYPE.fullmatch(part):
+            raise BadQuery(
+                "BadEventType",
+                f"eventType {part!r} is not an event type such as invoice.paid"
+                " (exact types only, no wildcards)",
+            )
+        found[part] = None
+    if len(found) > MAX_EVENT_TYPES:
+        raise BadQuery("BadEventType", f"filter by at most {MAX_EVENT_TYPES} event types")
+    return tuple(found)
+
+
+# -- answers and requests -------------------------------------------------------------------
 
 
 class Delivery(Answer):
@@ -120,13 +177,21 @@ class EmitResult(Answer):
     """true when the id was seen within 24 h: nothing new was stored."""
 
 
-class ReplayRequest(Wire):
-    """Deliver again the endpoint's deliveries created in [since, until)."""
+class ReplayWindow(Wire):
+    """Deliver again the endpoint's failed and exhausted deliveries created in
+    [since, until)."""
 
     since: RequestTime
-    """The earliest creation time replayed (inclusive), RFC 3339."""
+    """The earliest creation time replayed (inclusive), RFC 3339 with an offset, such as
+    2026-11-25T10:00:00Z."""
     until: RequestTime | None = None
-    """The end (exclusive), RFC 3339; now when unset."""
+    """The end (exclusive), RFC 3339; unset: up to now."""
+
+
+class ReplayRequest(ReplayWindow):
+    """Deliver again the endpoint's deliveries created in [since, until) whose status is
+    one of `statuses`."""
+
     statuses: list[DeliveryStatus] | None = None
     """Which deliveries; failed and exhausted when unset."""
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from webhook_operator.delivery.service import Service
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # The database is down, locked past its busy timeout or out of connections: the request
 # may succeed later, so it is a 503 rather than a 500.
 STORE_UNAVAILABLE = (
@@ -37,8 +39,6 @@ STORE_UNAVAILABLE = (
 )
 MAX_PAGE = 500
 REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED)
-# A filter by more types than this is not a filter any more; it also bounds the query.
-MAX_EVENT_TYPES = 50
 TITLE = "webhook-operator delivery service"
 DESCRIPTION = (
     "Emit events, read delivery history, resend, replay and ping. Authenticate with"
@@ -75,38 +75,19 @@ def _limit(request: web.Request) -> int:
     return inputs.limit(request, most=MAX_PAGE)
 
 
+def _query(parse: Callable[[list[str]], T], request: web.Request, key: str) -> T:
+    try:
+        return parse(request.query.getall(key, []))
+    except w.BadQuery as exc:
+        raise ApiError(400, exc.reason, exc.message) from None
+
+
 def _statuses(request: web.Request) -> tuple[DeliveryStatus, ...]:
-    found = []
-    for value in request.query.getall("status", []):
-        for part in value.split(","):
-            try:
-                found.append(DeliveryStatus(part.strip()))
-            except ValueError:
-                allowed = ", ".join(s.value for s in DeliveryStatus)
-                raise ApiError(
-                    400, "BadStatus", f"unknown status {part!r} (one of {allowed})"
-                ) from None
-    return tuple(found)
+    return _query(w.statuses, request, "status")
 
 
 def _event_types(request: web.Request) -> tuple[str, ...]:
-    """Exact event types, repeated or comma-separated; no wildcards (a filter names what
-    was emitted, and emitted types are exact)."""
-    found: dict[str, None] = {}
-    for value in request.query.getall("eventType", []):
-        for part in value.split(","):
-            name = part.strip()
-            if len(name) > ingest.MAX_TYPE_LENGTH or not ingest.EVENT_TYPE.fullmatch(name):
-                raise ApiError(
-                    400,
-                    "BadEventType",
-                    f"eventType {name!r} is not an event type such as invoice.paid"
-                    " (exact types only, no wildcards)",
-                )
-            found[name] = None
-    if len(found) > MAX_EVENT_TYPES:
-        raise ApiError(400, "BadEventType", f"filter by at most {MAX_EVENT_TYPES} event types")
-    return tuple(found)
+    return _query(w.event_types, request, "eventType")
 
 
 # Which field of a replay body a validation problem is about, and the reason it answers.
@@ -149,7 +130,7 @@ _STATUS = Param(
 _EVENT_TYPE = Param(
     "eventType",
     "Exact event types such as invoice.paid; repeat or comma-separate",
-    {"type": "array", "items": {"type": "string", "maxLength": ingest.MAX_TYPE_LENGTH}},
+    {"type": "array", "items": {"type": "string", "maxLength": w.MAX_EVENT_TYPE_LENGTH}},
 )
 _CURSOR = Param("cursor", "`next` of the previous page")
 _LIMIT = Param(
