@@ -13,9 +13,11 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from webhook_operator import __version__
+from webhook_operator.api.delivery_wire import Probe
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.http_api import openapi
 from webhook_operator.http_api.errors import error_response, middleware
+from webhook_operator.http_api.wire import respond
 from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_client import connect
 from webhook_operator.kube_informer import Informer
@@ -96,25 +98,47 @@ class Server:
             client_max_size=settings.max_body + 65536,
         )
         ops = operations(self.portal)
-        document = openapi.document(TITLE, __version__, DESCRIPTION, ops)
+        document: dict[str, Any] = {}
 
         async def openapi_json(_: web.Request) -> web.Response:
             return web.json_response(document)
 
         async def healthz(_: web.Request) -> web.Response:
-            return web.json_response({"status": "ok"})
+            return respond(Probe(status="ok"))
 
         async def readyz(_: web.Request) -> web.Response:
             if not self.ready():
                 return error_response(
                     503, "NotReady", "still loading apps, endpoints and the ticket key"
                 )
-            return web.json_response({"status": "ready"})
+            return respond(Probe(status="ready"))
 
+        probes = "probes"
+        ops += [
+            openapi.Operation(
+                "GET", "/openapi.json", openapi_json, "This document", errors=(), tag=probes
+            ),
+            openapi.Operation(
+                "GET",
+                "/healthz",
+                healthz,
+                "Liveness: the process answers",
+                response=Probe,
+                errors=(),
+                tag=probes,
+            ),
+            openapi.Operation(
+                "GET",
+                "/readyz",
+                readyz,
+                "Readiness: apps, endpoints and the ticket key are loaded",
+                response=Probe,
+                errors=(503,),
+                tag=probes,
+            ),
+        ]
+        document.update(openapi.document(TITLE, __version__, DESCRIPTION, ops))
         openapi.add_routes(app.router, ops)
-        app.router.add_get("/openapi.json", openapi_json)
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
         return app
 
     async def run(self, stop: asyncio.Event) -> None:
