@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,3 +71,20 @@ def test_ceiling_benchmark_smoke() -> None:
     figures = smoke("bench.ceiling")
     assert figures["aiohttp"]["deliveries_per_second"] > 0  # type: ignore[index]
     assert figures["httpx"]["deliveries_per_second"] > 0  # type: ignore[index]
+
+
+def test_portal_benchmark_smoke() -> None:
+    figures: Any = smoke("bench.portal")
+    tickets = figures["tickets"]
+    for key in ("encode_us", "decode_us", "tenant_check_us"):
+        assert tickets[key] > 0, key
+    assert figures["endpoints_per_namespace"] == 20
+    assert figures["deliveries_received"] == figures["events_emitted"] == 10
+    for key in ("list_one_app", "list_spread", "get_endpoint", "deliveries", "deliveries_direct"):
+        route = figures["routes"][key]
+        assert route["ok"] == route["requests"] == 50, (key, route["statuses"])
+        assert 0 < route["p50_ms"] <= route["p99_ms"] <= route["max_ms"], key
+    assert (
+        figures["routes"]["list_one_app"]["answer_bytes"]
+        > (figures["routes"]["list_spread"]["answer_bytes"])
+    )
