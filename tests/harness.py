@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kubernetes.client.exceptions import ApiException
 
@@ -125,35 +125,26 @@ def eventually(
     raise AssertionError(f"not met within {timeout}s: {what} (last: {last!r})")
 
 
-class DeliveryProcess:
-    """`webhook-operator delivery` as a subprocess against the test cluster."""
+class ServiceProcess:
+    """A `webhook-operator` role as a subprocess against the test cluster, logging to a
+    file, ready when its /readyz answers 200."""
 
-    def __init__(
-        self, kubeconfig: Path, workdir: Path, store_url: str, *extra: str, name: str = "delivery"
-    ) -> None:
-        self.kubeconfig = kubeconfig
+    role = "service"
+
+    def __init__(self, workdir: Path, name: str) -> None:
         self.workdir = workdir
-        self.store_url = store_url
-        self.extra = extra
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True) -> DeliveryProcess:
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, wait: bool = True) -> Self:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [
-                str(BIN / "webhook-operator"),
-                "delivery",
-                f"--kubeconfig={self.kubeconfig}",
-                f"--store={self.store_url}",
-                f"--listen=127.0.0.1:{self.port}",
-                f"--metrics-listen={self.metrics_url.removeprefix('http://').split('/')[0]}",
-                "--allow-cidr=127.0.0.1/32",
-                *self.extra,
-            ],
+            [str(BIN / "webhook-operator"), *self.args()],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -167,13 +158,13 @@ class DeliveryProcess:
 
         def ready() -> bool:
             assert self.process is not None
-            assert self.process.poll() is None, f"delivery service exited:\n{self.log()[-3000:]}"
+            assert self.process.poll() is None, f"{self.role} exited:\n{self.log()[-3000:]}"
             try:
                 return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        eventually(ready, timeout=timeout, what="delivery service ready")
+        eventually(ready, timeout=timeout, what=f"{self.role} ready")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
@@ -191,9 +182,38 @@ class DeliveryProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-class PortalProcess:
-    """`webhook-operator portal` as a subprocess against the test cluster. Customers' URLs
-    may point to 127.0.0.1 only, as deliveries may (the delivery service's allow-list)."""
+class DeliveryProcess(ServiceProcess):
+    """`webhook-operator delivery` against the test cluster. Deliveries may reach 127.0.0.1
+    only."""
+
+    role = "delivery service"
+
+    def __init__(
+        self, kubeconfig: Path, workdir: Path, store_url: str, *extra: str, name: str = "delivery"
+    ) -> None:
+        super().__init__(workdir, name)
+        self.kubeconfig = kubeconfig
+        self.store_url = store_url
+        self.extra = extra
+        self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
+
+    def args(self) -> list[str]:
+        return [
+            "delivery",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--store={self.store_url}",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--metrics-listen={self.metrics_url.removeprefix('http://').split('/')[0]}",
+            "--allow-cidr=127.0.0.1/32",
+            *self.extra,
+        ]
+
+
+class PortalProcess(ServiceProcess):
+    """`webhook-operator portal` against the test cluster. Customers' URLs may point to
+    127.0.0.1 only, as deliveries may (the delivery service's allow-list)."""
+
+    role = "portal"
 
     def __init__(
         self,
@@ -205,66 +225,24 @@ class PortalProcess:
         key_secret: str | None = None,
         name: str = "portal",
     ) -> None:
+        super().__init__(workdir, name)
         self.kubeconfig = kubeconfig
-        self.workdir = workdir
         self.delivery_url = delivery_url
         self.extra = extra
         self.key_namespace = key_namespace
         self.key_secret = key_secret or f"portal-key-{os.urandom(3).hex()}"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True) -> PortalProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "webhook-operator"),
-                "portal",
-                f"--kubeconfig={self.kubeconfig}",
-                f"--listen=127.0.0.1:{self.port}",
-                f"--delivery-url={self.delivery_url}",
-                f"--key-namespace={self.key_namespace}",
-                f"--key-secret={self.key_secret}",
-                "--allow-cidr=127.0.0.1/32",
-                *self.extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        def ready() -> bool:
-            assert self.process is not None
-            assert self.process.poll() is None, f"portal exited:\n{self.log()[-3000:]}"
-            try:
-                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        eventually(ready, timeout=timeout, what="portal ready")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def args(self) -> list[str]:
+        return [
+            "portal",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--delivery-url={self.delivery_url}",
+            f"--key-namespace={self.key_namespace}",
+            f"--key-secret={self.key_secret}",
+            "--allow-cidr=127.0.0.1/32",
+            *self.extra,
+        ]
 
 
 class Receiver:

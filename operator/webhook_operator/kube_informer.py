@@ -20,9 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import watch
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from webhook_operator.api.v1alpha1 import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +130,18 @@ class Informer:
             except Exception as exc:
                 log.warning("watch %s failed, relisting: %r", self.name, exc)
                 backoff = await self._pause(backoff)
+
+
+def of_custom_objects(api: ApiClient, plural: str, on_event: OnEvent) -> Informer:
+    """An informer over one of our kinds (webhookapps, webhookendpoints) in every
+    namespace."""
+    custom: Any = client.CustomObjectsApi(api)
+    return Informer(
+        plural,
+        api,
+        custom.list_cluster_custom_object,
+        on_event,
+        group=GROUP,
+        version=VERSION,
+        plural=plural,
+    )

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 import httpx
+from kubernetes import client
 
-from tests.harness import Cluster, PortalProcess, Producer
+from tests.harness import Cluster, PortalProcess, Producer, eventually
 
 GROUP, VERSION = "webhook-operator.dev", "v1alpha1"
 CATALOG = (
@@ -38,6 +39,45 @@ def make_app(
     }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
     return obj
+
+
+def apply_endpoint(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    url: str,
+    app: str = "shop",
+    events: tuple[str, ...] = ("invoice.*",),
+    **spec: Any,
+) -> None:
+    """A WebhookEndpoint as Git would declare it (no portal label): plain http allowed, for
+    the receivers on 127.0.0.1."""
+    obj = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WebhookEndpoint",
+        "metadata": {"name": name},
+        "spec": {
+            "appRef": {"name": app},
+            "url": url,
+            "allowInsecureHttp": True,
+            "events": list(events),
+            **spec,
+        },
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+
+
+def ready(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "webhookendpoints", name
+        )
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return obj if ok else None
+
+    found: dict[str, Any] = eventually(check, what=f"endpoint {name} Ready")
+    return found
 
 
 def backend(cluster: Cluster, namespace: str, apps: list[str], name: str = "backend") -> Producer:

@@ -21,40 +21,18 @@ from kubernetes import client
 from standardwebhooks.webhooks import Webhook
 
 from tests.harness import Cluster, DeliveryProcess, PortalProcess, Producer, Receiver, eventually
-from tests.integration.portal_support import GROUP, VERSION, backend, customer, make_app, ticket
+from tests.integration.portal_support import (
+    apply_endpoint,
+    backend,
+    customer,
+    make_app,
+    ready,
+    ticket,
+)
 
 pytestmark = pytest.mark.integration
 SUBJECT = "acme-corp/alice@example.com"
 NO_ID = "dlv_01J00000000000000000000000"
-
-
-def apply_endpoint(
-    cluster: Cluster, namespace: str, name: str, app: str, url: str, **spec: Any
-) -> None:
-    obj = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WebhookEndpoint",
-        "metadata": {"name": name},
-        "spec": {
-            "appRef": {"name": app},
-            "url": url,
-            "allowInsecureHttp": True,
-            "events": ["invoice.*"],
-            **spec,
-        },
-    }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
-
-
-def ready(cluster: Cluster, namespace: str, name: str) -> None:
-    def check() -> bool:
-        obj: Any = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "webhookendpoints", name
-        )
-        conditions = (obj.get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-    eventually(check, what=f"endpoint {name} Ready")
 
 
 def signing_secret(cluster: Cluster, namespace: str, name: str) -> str:
@@ -137,7 +115,7 @@ def test_a_customer_reads_and_acts_on_deliveries(
     make_app(cluster, namespace)
     # A failed delivery is retried in 30 minutes: long after this test.
     retry = {"schedule": ["30m"]}
-    apply_endpoint(cluster, namespace, "orders", "shop", receiver.url("/orders"), retry=retry)
+    apply_endpoint(cluster, namespace, "orders", receiver.url("/orders"), app="shop", retry=retry)
     ready(cluster, namespace, "orders")
     producer = Producer(cluster, namespace, ["shop"])
     # The first delivery fails (and waits for its retry); the others succeed.
@@ -281,9 +259,9 @@ def test_reaching_outside_the_ticket_is_refused(
     make_app(cluster, namespace)
     make_app(cluster, namespace, name="rival")
     make_app(cluster, other_namespace)
-    apply_endpoint(cluster, namespace, "orders", "shop", receiver.url("/orders"))
-    apply_endpoint(cluster, namespace, "theirs", "rival", receiver.url("/theirs"))
-    apply_endpoint(cluster, other_namespace, "elsewhere", "shop", receiver.url("/elsewhere"))
+    apply_endpoint(cluster, namespace, "orders", receiver.url("/orders"), app="shop")
+    apply_endpoint(cluster, namespace, "theirs", receiver.url("/theirs"), app="rival")
+    apply_endpoint(cluster, other_namespace, "elsewhere", receiver.url("/elsewhere"), app="shop")
     for ns, name in ((namespace, "orders"), (namespace, "theirs"), (other_namespace, "elsewhere")):
         ready(cluster, ns, name)
     producer = Producer(cluster, namespace, ["shop", "rival"])

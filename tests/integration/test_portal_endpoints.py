@@ -20,9 +20,11 @@ from tests.harness import Cluster, PortalProcess, Receiver, eventually
 from tests.integration.portal_support import (
     GROUP,
     VERSION,
+    apply_endpoint,
     backend,
     customer,
     make_app,
+    ready,
     request_ticket,
     ticket,
 )
@@ -43,34 +45,6 @@ def portal_events(cluster: Cluster, namespace: str, name: str) -> list[Any]:
         namespace, field_selector=f"involvedObject.name={name}"
     )
     return [e for e in listed.items if e.source and e.source.component == "webhook-operator-portal"]
-
-
-def gitops_endpoint(cluster: Cluster, namespace: str, name: str, url: str) -> None:
-    obj = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WebhookEndpoint",
-        "metadata": {"name": name},
-        "spec": {
-            "appRef": {"name": "shop"},
-            "url": url,
-            "allowInsecureHttp": True,
-            "events": ["invoice.paid"],
-        },
-    }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
-
-
-def ready(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        obj = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "webhookendpoints", name
-        )
-        conditions = (obj.get("status") or {}).get("conditions") or []
-        ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        return obj if ok else None
-
-    found: dict[str, Any] = eventually(check, what=f"endpoint {name} Ready")
-    return found
 
 
 def test_a_customer_manages_an_endpoint_end_to_end(
@@ -159,7 +133,7 @@ def test_gitops_endpoints_are_listed_read_only(
     cluster: Cluster, namespace: str, portal: PortalProcess, receiver: Receiver
 ) -> None:
     make_app(cluster, namespace, portal={"allowInsecureHttp": True})
-    gitops_endpoint(cluster, namespace, "from-git", receiver.url("/git"))
+    apply_endpoint(cluster, namespace, "from-git", receiver.url("/git"), events=("invoice.paid",))
     issuer = backend(cluster, namespace, ["shop"])
     with customer(portal, ticket(portal, issuer, namespace, "shop")) as api:
         eventually(lambda: api.get("/endpoints/from-git").status_code == 200, what="portal sees it")

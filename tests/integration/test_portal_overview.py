@@ -11,8 +11,7 @@ import httpx
 
 from tests.harness import Cluster, DeliveryProcess, PortalProcess, Producer, Receiver, eventually
 from tests.integration.portal_support import (
-    GROUP,
-    VERSION,
+    apply_endpoint,
     backend,
     customer,
     make_app,
@@ -40,22 +39,6 @@ CATALOG = (
     {"name": "invoice.voided", "category": "Billing", "deprecated": True},
     {"name": "customer.deleted", "category": "Customers"},
 )
-
-
-def apply_endpoint(cluster: Cluster, namespace: str, name: str, url: str, **spec: Any) -> None:
-    obj = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WebhookEndpoint",
-        "metadata": {"name": name},
-        "spec": {
-            "appRef": {"name": "shop"},
-            "url": url,
-            "allowInsecureHttp": True,
-            "events": ["invoice.*"],
-            **spec,
-        },
-    }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
 
 
 def test_catalog_and_summary_of_an_app_with_two_endpoints(

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets as pysecrets
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -17,6 +16,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
+from webhook_operator.kube_events import event_body
 
 log = logging.getLogger(__name__)
 COMPONENT = "webhook-operator"
@@ -87,32 +87,16 @@ class Kube:
     # -- Events ----------------------------------------------------------------------------
 
     async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        meta = obj.get("metadata", {})
-        now = datetime.now(UTC)
-        namespace = meta.get("namespace", "default")
-        body = {
-            "metadata": {
-                "name": f"{meta.get('name', 'object')}.{pysecrets.token_hex(8)}",
-                "namespace": namespace,
-            },
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion"),
-                "kind": obj.get("kind"),
-                "name": meta.get("name"),
-                "namespace": namespace,
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": os.environ.get("HOSTNAME", COMPONENT),
-            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "count": 1,
-        }
+        body = event_body(
+            obj,
+            type_,
+            reason,
+            message,
+            component=COMPONENT,
+            instance=os.environ.get("HOSTNAME", COMPONENT),
+            now=datetime.now(UTC),
+        )
+        namespace = body["metadata"]["namespace"]
         self._queue_event(namespace, body)
 
     # Events are posted in the background, as client-go's recorder does: a reconcile does

@@ -18,7 +18,6 @@ from kubernetes_asyncio import client
 
 from webhook_operator import ids
 from webhook_operator.api.names import K8S_MANAGED_BY, MANAGER
-from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.delivery import ingest
 from webhook_operator.delivery.api import Routes, metrics_app
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
@@ -28,7 +27,7 @@ from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Regist
 from webhook_operator.delivery.sender import Sender
 from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_client import connect
-from webhook_operator.kube_informer import Informer
+from webhook_operator.kube_informer import Informer, of_custom_objects
 from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent, Store
 from webhook_operator.store.factory import open_store
 from webhook_operator.url_policy import AddressPolicy
@@ -248,27 +247,10 @@ class Service:
         return all(i.synced.is_set() for i in self.informers)
 
     def _informers(self) -> list[Informer]:
-        custom: Any = client.CustomObjectsApi(self.api)
         core: Any = client.CoreV1Api(self.api)
         return [
-            Informer(
-                "webhookapps",
-                self.api,
-                custom.list_cluster_custom_object,
-                self.registry.on_app,
-                group=GROUP,
-                version=VERSION,
-                plural="webhookapps",
-            ),
-            Informer(
-                "webhookendpoints",
-                self.api,
-                custom.list_cluster_custom_object,
-                self.registry.on_endpoint,
-                group=GROUP,
-                version=VERSION,
-                plural="webhookendpoints",
-            ),
+            of_custom_objects(self.api, "webhookapps", self.registry.on_app),
+            of_custom_objects(self.api, "webhookendpoints", self.registry.on_endpoint),
             Informer(
                 "secrets",
                 self.api,

@@ -14,13 +14,12 @@ from kubernetes_asyncio import client
 
 from webhook_operator import __version__
 from webhook_operator.api.delivery_wire import Probe
-from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.http_api import openapi
 from webhook_operator.http_api.errors import error_response, middleware
 from webhook_operator.http_api.wire import respond
 from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_client import connect
-from webhook_operator.kube_informer import Informer
+from webhook_operator.kube_informer import of_custom_objects
 from webhook_operator.portal import deliveries_api, endpoints_api, overview_api, tickets_api
 from webhook_operator.portal.context import Portal
 from webhook_operator.portal.delivery_client import DeliveryClient
@@ -66,26 +65,9 @@ def operations(portal: Portal) -> list[openapi.Operation]:
 class Server:
     def __init__(self, portal: Portal) -> None:
         self.portal = portal
-        custom: Any = client.CustomObjectsApi(portal.api)
         self.informers = [
-            Informer(
-                "webhookapps",
-                portal.api,
-                custom.list_cluster_custom_object,
-                portal.directory.on_app,
-                group=GROUP,
-                version=VERSION,
-                plural="webhookapps",
-            ),
-            Informer(
-                "webhookendpoints",
-                portal.api,
-                custom.list_cluster_custom_object,
-                portal.directory.on_endpoint,
-                group=GROUP,
-                version=VERSION,
-                plural="webhookendpoints",
-            ),
+            of_custom_objects(portal.api, "webhookapps", portal.directory.on_app),
+            of_custom_objects(portal.api, "webhookendpoints", portal.directory.on_endpoint),
         ]
 
     def ready(self) -> bool:
