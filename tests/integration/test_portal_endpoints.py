@@ -324,6 +324,8 @@ def test_bad_endpoints_are_refused_and_nothing_is_created(
         ({"url": https, "events": ["Not A Type"]}, 422, "InvalidEvents"),
         ({"url": https, "events": ["invoice.paid"], "name": "Bad_Name"}, 400, "InvalidName"),
         ({"url": https, "events": ["invoice.paid"], "name": "x" * 64}, 400, "InvalidName"),
+        ({"url": https, "events": ["invoice.paid"], "name": ""}, 400, "InvalidName"),
+        ({"url": https, "events": ["invoice.paid"], "description": "a\x1b[2Jb"}, 422, "Invalid"),
         ({"url": https}, 422, "Invalid"),
         ({"url": https, "events": ["invoice.paid"], "secretRef": {"name": "x"}}, 422, "Invalid"),
     ]

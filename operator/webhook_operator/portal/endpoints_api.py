@@ -243,7 +243,7 @@ def operations(portal: Portal) -> list[Operation]:
     async def create_endpoint(request: web.Request) -> web.Response:
         tenant = await portal.tenant(request, write=True)
         asked = inputs.parse_model(EndpointCreate, await _body(portal, request))
-        name = asked.name or f"ep-{secrets.token_hex(5)}"
+        name = asked.name if asked.name is not None else f"ep-{secrets.token_hex(5)}"
         reason = endpoint_rules.name_reason(name)
         if reason:
             raise ApiError(400, "InvalidName", reason)

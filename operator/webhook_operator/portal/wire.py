@@ -38,6 +38,10 @@ class TicketAnswer(Wire):
     subject: str
 
 
+# Text people read in kubectl and in the portal: no control characters but newline and tab.
+PLAIN_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+
+
 class EndpointCreate(Wire):
     """A new endpoint, as a customer registers it."""
 
@@ -48,7 +52,7 @@ class EndpointCreate(Wire):
     name: str | None = Field(default=None, max_length=253)
     """The endpoint's name, a DNS label (lowercase letters, digits and '-'). Generated
     when unset."""
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=1024, pattern=PLAIN_TEXT)
     """A note for people."""
     active: bool = True
     """false creates the endpoint paused."""
@@ -59,7 +63,7 @@ class EndpointUpdate(Wire):
 
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     events: list[str] | None = Field(default=None, max_length=256)
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=1024, pattern=PLAIN_TEXT)
     active: bool | None = None
     """false pauses delivery (events are held); true resumes it, and also clears an
     automatic disable after retries were exhausted or the receiver answered 410 Gone."""
