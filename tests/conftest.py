@@ -95,9 +95,14 @@ def portal(
     delivery_service: DeliveryProcess,
     operator: OperatorProcess,
 ) -> Iterator[PortalProcess]:
-    """The portal for the session, in front of the session's delivery service and operator."""
+    """The portal for the session, in front of the session's delivery service and operator.
+    Tests make requests faster than people do: the per-ticket limit is raised (its own test
+    starts a portal with a low one)."""
     proc = PortalProcess(
-        cluster.kubeconfig, tmp_path_factory.mktemp("portal"), delivery_service.url
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("portal"),
+        delivery_service.url,
+        "--ticket-rate=200",
     ).start()
     yield proc
     proc.stop()

@@ -370,16 +370,31 @@ def test_bad_endpoints_are_refused_and_nothing_is_created(
 
 
 def test_a_ticket_that_sends_too_fast_is_slowed(
-    cluster: Cluster, namespace: str, portal: PortalProcess
+    cluster: Cluster, namespace: str, portal: PortalProcess, tmp_path: Any
 ) -> None:
-    make_app(cluster, namespace)
-    issuer = backend(cluster, namespace, ["shop"])
-    with customer(portal, ticket(portal, issuer, namespace, "shop")) as api:
-        answers = [api.get("/endpoints") for _ in range(60)]
-    limited = [a for a in answers if a.status_code == 429]
-    assert limited, "60 requests at once must exceed 10/s with a burst of 20"
-    assert int(limited[0].headers["Retry-After"]) >= 1
-    assert limited[0].json()["error"]["reason"] == "TooManyRequests"
+    slow = PortalProcess(
+        cluster.kubeconfig,
+        tmp_path,
+        portal.delivery_url,
+        "--ticket-rate=5",
+        key_namespace=namespace,
+    ).start()
+    try:
+        make_app(cluster, namespace)
+        issuer = backend(cluster, namespace, ["shop"])
+        with customer(slow, ticket(slow, issuer, namespace, "shop")) as api:
+            answers = [api.get("/endpoints") for _ in range(30)]
+            limited = [a for a in answers if a.status_code == 429]
+            assert limited, "30 requests at once must exceed 5/s with a burst of 10"
+            assert int(limited[0].headers["Retry-After"]) >= 1
+            assert limited[0].json()["error"]["reason"] == "TooManyRequests"
+            time.sleep(int(limited[0].headers["Retry-After"]))
+            assert api.get("/endpoints").status_code == 200
+        # The budget is the ticket's: another ticket is not slowed by this one.
+        with customer(slow, ticket(slow, issuer, namespace, "shop")) as api:
+            assert api.get("/endpoints").status_code == 200
+    finally:
+        slow.stop()
 
 
 def test_replacing_the_key_secret_revokes_every_ticket(
