@@ -423,3 +423,21 @@ def test_replacing_the_key_secret_revokes_every_ticket(
             assert api.get("/endpoints").status_code == 200
     finally:
         own.stop()
+
+
+def test_the_endpoint_list_pages_by_name(
+    cluster: Cluster, namespace: str, portal: PortalProcess, receiver: Receiver
+) -> None:
+    make_app(cluster, namespace)
+    for name in ("c", "a", "b"):
+        apply_endpoint(cluster, namespace, name, receiver.url(f"/{name}"))
+    issuer = backend(cluster, namespace, ["shop"])
+    with customer(portal, ticket(portal, issuer, namespace, "shop")) as api:
+        eventually(lambda: len(api.get("/endpoints").json()["items"]) == 3, what="portal sees all")
+        first = api.get("/endpoints", params={"limit": 2}).json()
+        assert [i["name"] for i in first["items"]] == ["a", "b"]
+        assert first["next"] == "b"
+        rest = api.get("/endpoints", params={"limit": 2, "cursor": first["next"]}).json()
+        assert [i["name"] for i in rest["items"]] == ["c"]
+        assert rest["next"] is None
+        assert api.get("/endpoints", params={"limit": 0}).status_code == 400

@@ -2,35 +2,83 @@
 own ServiceAccount token (the one its Kubernetes client uses), which the delivery service
 checks with a TokenReview and RBAC like any caller's; the customer's ticket never leaves
 the portal. Answers the delivery service gives for bad input (4xx) pass through with their
-reason; when it cannot be reached the customer gets a 503 with Retry-After."""
+reason; when it cannot be reached the customer gets a 503 with Retry-After.
+
+aiohttp rather than httpx: it is already the server's library, keeps its connections
+alive the same way, and the benchmark put a third of the deliveries route in httpx's
+per-request overhead."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 from kubernetes_asyncio import client
 
 from webhook_operator.http_api.errors import ApiError
 
 log = logging.getLogger(__name__)
-TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+TIMEOUT = aiohttp.ClientTimeout(total=10.0, sock_connect=3.0)
+
+
+def _unreachable() -> ApiError:
+    return ApiError(
+        503,
+        "DeliveryServiceUnavailable",
+        "the delivery service cannot be reached; try again shortly",
+        headers={"Retry-After": "5"},
+    )
 
 
 class DeliveryClient:
     def __init__(self, base_url: str, api: client.ApiClient) -> None:
+        self.base_url = base_url.rstrip("/")
         self.api = api
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=TIMEOUT)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        return self._session
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def _headers(self) -> dict[str, str]:
         raw = self.api.configuration.api_key.get("BearerToken")
         if not raw:
             return {}
         return {"Authorization": "Bearer " + str(raw).removeprefix("Bearer ").strip()}
+
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> bytes:
+        """The answer's body as the delivery service wrote it (JSON), after a success."""
+        try:
+            async with self._http().request(
+                method,
+                self.base_url + path,
+                params=params or [],
+                json=body,
+                headers=self._headers(),
+            ) as response:
+                content = await response.read()
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("delivery service %s %s: %r", method, path, exc)
+            raise _unreachable() from None
+        if status < 400:
+            return content
+        raise _refusal(status, content, retry_after)
 
     async def call(
         self,
@@ -40,48 +88,21 @@ class DeliveryClient:
         params: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
     ) -> Any:
+        content = await self.raw(method, path, params=params, body=body)
         try:
-            response = await self.http.request(
-                method,
-                path,
-                params=tuple(params or ()),
-                json=body,
-                headers=self._headers(),
-            )
-        except httpx.HTTPError as exc:
-            log.warning("delivery service %s %s: %r", method, path, exc)
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
             raise ApiError(
-                503,
-                "DeliveryServiceUnavailable",
-                "the delivery service cannot be reached; try again shortly",
-                headers={"Retry-After": "5"},
+                502, "DeliveryServiceAnswer", "the delivery service answered with no JSON"
             ) from None
-        if response.status_code < 400:
-            return response.json()
-        reason, message = _error(response)
-        if response.status_code in (401, 403):
-            log.error("the delivery service refused the portal: %s", message)
-            raise ApiError(
-                502,
-                "DeliveryServiceRefused",
-                "the delivery service refused the portal's own credentials; the platform"
-                " must grant the portal's ServiceAccount get, list and update on webhookapps",
-            )
-        if response.status_code >= 500:
-            raise ApiError(
-                503,
-                "DeliveryServiceUnavailable",
-                f"the delivery service could not answer ({message}); try again shortly",
-                headers={"Retry-After": response.headers.get("Retry-After", "5")},
-            )
-        raise ApiError(response.status_code, reason, message)
 
     # -- the calls the tenant API makes ------------------------------------------------------
 
     async def endpoint_deliveries(
         self, namespace: str, endpoint: str, params: list[tuple[str, str]]
-    ) -> Any:
-        return await self.call(
+    ) -> bytes:
+        """One page of the endpoint's deliveries, as JSON to pass on unchanged."""
+        return await self.raw(
             "GET", f"/v1/namespaces/{namespace}/endpoints/{endpoint}/deliveries", params=params
         )
 
@@ -102,9 +123,29 @@ class DeliveryClient:
         return await self.call("POST", f"/v1/namespaces/{namespace}/endpoints/{endpoint}/ping")
 
 
-def _error(response: httpx.Response) -> tuple[str, str]:
+def _refusal(status: int, content: bytes, retry_after: str | None) -> ApiError:
+    reason, message = _error(status, content)
+    if status in (401, 403):
+        log.error("the delivery service refused the portal: %s", message)
+        return ApiError(
+            502,
+            "DeliveryServiceRefused",
+            "the delivery service refused the portal's own credentials; the platform"
+            " must grant the portal's ServiceAccount get, list and update on webhookapps",
+        )
+    if status >= 500:
+        return ApiError(
+            503,
+            "DeliveryServiceUnavailable",
+            f"the delivery service could not answer ({message}); try again shortly",
+            headers={"Retry-After": retry_after or "5"},
+        )
+    return ApiError(status, reason, message)
+
+
+def _error(status: int, content: bytes) -> tuple[str, str]:
     try:
-        error = response.json()["error"]
+        error = orjson.loads(content)["error"]
         return str(error["reason"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        return "DeliveryServiceError", f"HTTP {response.status_code}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return "DeliveryServiceError", f"HTTP {status}"

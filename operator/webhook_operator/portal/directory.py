@@ -29,6 +29,9 @@ class Directory:
     def __init__(self) -> None:
         self.apps: dict[Key, dict[str, Any]] = {}
         self.endpoints: dict[Key, dict[str, Any]] = {}
+        # What readers derive from an endpoint (its JSON view), kept until the endpoint
+        # changes: a list of a thousand endpoints then costs a join, not a thousand builds.
+        self.derived: dict[Key, Any] = {}
         self._by_app: dict[Key, set[str]] = defaultdict(set)
 
     # -- watch callbacks -------------------------------------------------------------------
@@ -60,6 +63,7 @@ class Directory:
         self._drop((namespace, name))
 
     def _drop(self, key: Key) -> None:
+        self.derived.pop(key, None)
         old = self.endpoints.pop(key, None)
         if old is not None:
             names = self._by_app.get((key[0], endpoint_app(old)))

@@ -18,6 +18,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -27,7 +28,7 @@ from webhook_operator.api import names
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.http_api import inputs
 from webhook_operator.http_api.errors import ApiError
-from webhook_operator.http_api.openapi import Operation
+from webhook_operator.http_api.openapi import Operation, Param
 from webhook_operator.http_api.wire import respond
 from webhook_operator.kube_auth import unavailable
 from webhook_operator.naming import generated_secret_name
@@ -42,6 +43,7 @@ from webhook_operator.url_policy import pick_address
 log = logging.getLogger(__name__)
 PLURAL = "webhookendpoints"
 DNS_TIMEOUT = 2.0
+MAX_PAGE = 500
 POLL = 0.2
 
 
@@ -167,18 +169,25 @@ def _secret_location(obj: dict[str, Any]) -> tuple[str, str]:
     return generated_secret_name(obj["metadata"]["name"]), rotation.CURRENT_KEY
 
 
-async def _read_secret(portal: Portal, namespace: str, name: str) -> Any | None:
+async def _read_secret(portal: Portal, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Secret as JSON, or None when there is none. Read raw: building the client's
+    V1Secret objects was a third of the time of reading one endpoint."""
     core: Any = client.CoreV1Api(portal.api)
     try:
-        return await core.read_namespaced_secret(name, namespace)
+        response = await core.read_namespaced_secret(name, namespace, _preload_content=False)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise kube_error(exc, "read the signing secret") from None
+    try:
+        found: dict[str, Any] = orjson.loads(await response.read())
+    finally:
+        response.release()
+    return found
 
 
-def _value(secret: Any, key: str) -> str | None:
-    raw = (getattr(secret, "data", None) or {}).get(key)
+def _value(secret: dict[str, Any], key: str) -> str | None:
+    raw = (secret.get("data") or {}).get(key)
     if not raw:
         return None
     try:
@@ -187,29 +196,36 @@ def _value(secret: Any, key: str) -> str | None:
         return None
 
 
-def _annotation(secret: Any, key: str) -> str | None:
-    meta = getattr(secret, "metadata", None)
-    return ((getattr(meta, "annotations", None) or {}) if meta else {}).get(key)
+def _annotation(secret: dict[str, Any], key: str) -> str | None:
+    value = ((secret.get("metadata") or {}).get("annotations") or {}).get(key)
+    return str(value) if value is not None else None
+
+
+def _carried_out(secret: dict[str, Any], token: str | None) -> bool:
+    """Whether the Secret holds a key, and (with `token`) that rotation was done."""
+    has_key = _value(secret, rotation.CURRENT_KEY) is not None
+    return has_key and (token is None or _annotation(secret, rotation.HANDLED_TOKEN) == token)
 
 
 async def _wait_for_secret(
     portal: Portal, namespace: str, name: str, token: str | None
-) -> Any | None:
+) -> dict[str, Any] | None:
     """The generated Secret once it exists (and, with `token`, once that rotation was
     done), or None after the configured wait."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + portal.settings.secret_wait
     while True:
         secret = await _read_secret(portal, namespace, name)
-        done = secret is not None and _value(secret, rotation.CURRENT_KEY) is not None
-        if done and (token is None or _annotation(secret, rotation.HANDLED_TOKEN) == token):
+        if secret is not None and _carried_out(secret, token):
             return secret
         if loop.time() >= deadline:
             return None
         await asyncio.sleep(POLL)
 
 
-def _full_view(obj: dict[str, Any], secret: Any | None, key: str, masked: bool) -> Endpoint:
+def _full_view(
+    obj: dict[str, Any], secret: dict[str, Any] | None, key: str, masked: bool
+) -> Endpoint:
     value = _value(secret, key) if secret is not None else None
     expires = (
         parse_ts(_annotation(secret, rotation.PREVIOUS_EXPIRES_AT)) if secret is not None else None
@@ -217,6 +233,15 @@ def _full_view(obj: dict[str, Any], secret: Any | None, key: str, masked: bool) 
     return endpoint_rules.view(
         obj, endpoint_rules.mask(value) if masked else value, previous_expires_at=expires
     )
+
+
+def _serialized_view(portal: Portal, namespace: str, obj: dict[str, Any]) -> orjson.Fragment:
+    key = (namespace, obj["metadata"]["name"])
+    cached = portal.directory.derived.get(key)
+    if not isinstance(cached, orjson.Fragment):
+        cached = orjson.Fragment(endpoint_rules.view(obj).model_dump_json(by_alias=True))
+        portal.directory.derived[key] = cached
+    return cached
 
 
 # --- handlers ----------------------------------------------------------------------------------
@@ -227,11 +252,19 @@ def operations(portal: Portal) -> list[Operation]:
 
     async def list_endpoints(request: web.Request) -> web.Response:
         tenant = await portal.tenant(request)
-        items = [
-            endpoint_rules.view(obj)
-            for obj in portal.directory.app_endpoints(tenant.namespace, tenant.app_name)
-        ]
-        return respond(EndpointList(items=items, max_endpoints=tenant.portal.max_endpoints))
+        limit = inputs.limit(request, default=100, most=MAX_PAGE)
+        after = request.query.get("cursor") or ""
+        objs = portal.directory.app_endpoints(tenant.namespace, tenant.app_name)
+        page = [o for o in objs if o["metadata"]["name"] > after][: limit + 1]
+        more = len(page) > limit
+        page = page[:limit]
+        # EndpointList, written from views serialized once per change of each endpoint.
+        body = {
+            "items": [_serialized_view(portal, tenant.namespace, obj) for obj in page],
+            "maxEndpoints": tenant.portal.max_endpoints,
+            "next": page[-1]["metadata"]["name"] if more else None,
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def get_endpoint(request: web.Request) -> web.Response:
         tenant = await portal.tenant(request)
@@ -375,8 +408,16 @@ def operations(portal: Portal) -> list[Operation]:
             "GET",
             "/v1/portal/endpoints",
             list_endpoints,
-            "List the app's endpoints (Git-managed ones included, read-only)",
+            "List the app's endpoints (Git-managed ones included, read-only), by name",
             response=EndpointList,
+            params=(
+                Param("cursor", "`next` of the previous page"),
+                Param(
+                    "limit",
+                    "Endpoints per page",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
+                ),
+            ),
             tag=tag,
             errors=(401, 403, 404, 429),
         ),

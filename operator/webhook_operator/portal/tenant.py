@@ -20,10 +20,18 @@ from webhook_operator.api.v1alpha1 import WebhookAppSpec
 from webhook_operator.http_api.errors import ApiError
 from webhook_operator.portal.directory import Directory
 from webhook_operator.portal.ticket_keys import TicketKeys
-from webhook_operator.portal.tickets import InvalidTicket, Ticket, UnknownKey, decode
+from webhook_operator.portal.tickets import (
+    InvalidTicket,
+    Ticket,
+    UnknownKey,
+    decode,
+    unexpired,
+)
 from webhook_operator.throttle import TokenBucket
 
 MAX_TRACKED_TICKETS = 100_000
+# Tickets already verified, so a page's many requests check the signature once.
+MAX_VERIFIED_TICKETS = 10_000
 INVALID_TOKEN_CHALLENGE = 'Bearer realm="webhook-portal", error="invalid_token"'
 
 
@@ -102,16 +110,31 @@ class TenantAuth:
         self.directory = directory
         self.budget = budget
         self.clock = clock
+        # token -> (the key ids it was verified against, the ticket)
+        self._verified: OrderedDict[str, tuple[tuple[str, ...], Ticket]] = OrderedDict()
+
+    def _decode(self, token: str) -> Ticket:
+        keys = self.keys.verification_keys()
+        kids = tuple(keys)
+        hit = self._verified.get(token)
+        if hit is not None and hit[0] == kids:
+            self._verified.move_to_end(token)
+            return unexpired(hit[1], self.clock())
+        ticket = decode(keys, token, self.clock())
+        self._verified[token] = (kids, ticket)
+        if len(self._verified) > MAX_VERIFIED_TICKETS:
+            self._verified.popitem(last=False)
+        return ticket
 
     async def verify(self, token: str) -> Ticket:
         try:
             try:
-                return decode(self.keys.verification_keys(), token, self.clock())
+                return self._decode(token)
             except UnknownKey:
                 # Another replica may have seen a new key first.
                 if not await self.keys.reload_if_due():
                     raise
-                return decode(self.keys.verification_keys(), token, self.clock())
+                return self._decode(token)
         except InvalidTicket as exc:
             raise ApiError(
                 401,

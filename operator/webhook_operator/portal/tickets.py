@@ -109,7 +109,10 @@ def decode(keys: dict[str, bytes], token: str, now: float) -> Ticket:
         raise InvalidTicket("InvalidTicket", "the ticket's signature does not verify") from None
     except jwt.PyJWTError as exc:
         raise InvalidTicket("InvalidTicket", f"the ticket is not valid: {exc}") from None
-    ticket = _from_claims(claims)
+    return unexpired(_from_claims(claims), now)
+
+
+def unexpired(ticket: Ticket, now: float) -> Ticket:
     if now >= ticket.expires_at:
         raise InvalidTicket(
             "ExpiredTicket", "the ticket has expired; ask the platform for a new one"

@@ -109,5 +109,8 @@ class Endpoint(Wire):
 
 class EndpointList(Wire):
     items: list[Endpoint]
+    """In name order."""
     max_endpoints: int
     """How many endpoints the app may have in all."""
+    next: str | None = None
+    """Pass as `cursor` for the next page; null on the last."""
