@@ -396,10 +396,18 @@ def wait_listed(portal: Portal, ticket: str, count: int, timeout: float = 120) -
     headers = {"Authorization": f"Bearer {ticket}"}
     seen = 0
     while time.monotonic() < deadline:
-        items = httpx.get(f"{portal.url}/v1/portal/endpoints", headers=headers, timeout=30).json()[
-            "items"
-        ]
-        seen = sum(1 for item in items if item.get("health") == "Healthy")
+        seen, cursor = 0, ""
+        while True:
+            page = httpx.get(
+                f"{portal.url}/v1/portal/endpoints",
+                params={"limit": 500, "cursor": cursor},
+                headers=headers,
+                timeout=30,
+            ).json()
+            seen += sum(1 for item in page["items"] if item.get("health") == "Healthy")
+            cursor = page.get("next") or ""
+            if not cursor:
+                break
         if seen >= count:
             return
         time.sleep(0.5)
@@ -668,7 +676,12 @@ def run(sizes: Sizes, profile: Path | None) -> dict[str, Any]:
                 info.token,
                 target=False,
             ),
-            Route("list_one_app", f"list, {sizes.endpoints} in the app", base, big_ticket),
+            Route(
+                "list_one_app",
+                f"list, the largest page (500) of {sizes.endpoints} in the app",
+                f"{base}?limit=500",
+                big_ticket,
+            ),
         ]
         result.update(
             {
