@@ -3,13 +3,18 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install postgres test unit integration lint format crds controlplane clean
+.PHONY: install postgres browser test unit integration lint format crds controlplane clean
 
-install: postgres $(VENV)/.installed controlplane
+install: postgres browser $(VENV)/.installed controlplane
 
 # PostgreSQL server binaries for the store tests (Debian's package, only when missing).
 postgres:
 	bash .ci/install-postgres
+
+# Chromium for the portal's browser tests (Debian's package, only when missing; Playwright
+# drives /usr/bin/chromium and never downloads a browser of its own).
+browser:
+	bash .ci/install-chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
