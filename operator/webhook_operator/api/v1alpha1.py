@@ -89,6 +89,14 @@ EventFilter = Annotated[
 ]
 
 
+# An origin only: scheme, host and optional port, nothing after (frame-ancestors takes it
+# as is, so a path, space or quote would change the policy's meaning).
+EMBED_ORIGIN_PATTERN = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
+ACCENT_COLOR_PATTERN = r"^#[0-9a-fA-F]{6}$"
+
+EmbedOrigin = Annotated[str, Field(max_length=256, pattern=EMBED_ORIGIN_PATTERN)]
+
+
 class Model(BaseModel):
     """camelCase on the wire, docstrings as descriptions, unknown fields rejected."""
 
@@ -397,6 +405,25 @@ class PortalSettings(Model):
     )
     """The event types customers may subscribe to (exact types or wildcards such as
     invoice.*). Unset means every type of the catalog."""
+    embed_origins: list[EmbedOrigin] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra=k8s_extra(**{"x-kubernetes-list-type": "set"}),
+    )
+    """The https origins (such as https://app.example.com) whose pages may embed the portal
+    page in a frame. Empty: no site may frame it."""
+    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    """The name the portal page shows for this app, instead of the WebhookApp's name."""
+    accent_color: str | None = Field(default=None, pattern=ACCENT_COLOR_PATTERN)
+    """The portal page's accent colour, as #rrggbb."""
+    logo_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        json_schema_extra=k8s_extra(
+            cel("self.startsWith('https://')", "logoUrl must be an https:// URL")
+        ),
+    )
+    """An https:// image the portal page shows next to the display name."""
 
 
 class WebhookAppSpec(Model):
