@@ -23,7 +23,7 @@ from webhook_operator.http_api.openapi import Operation, Param
 from webhook_operator.http_api.wire import respond
 from webhook_operator.portal import audit
 from webhook_operator.portal.context import Portal
-from webhook_operator.portal.endpoints_api import owned_endpoint
+from webhook_operator.portal.endpoint_actions import owned_endpoint
 from webhook_operator.portal.tenant import Tenant
 
 M = TypeVar("M", bound=BaseModel)
