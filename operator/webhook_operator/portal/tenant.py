@@ -146,7 +146,11 @@ class TenantAuth:
             ) from None
 
     async def __call__(self, request: web.Request, *, write: bool = False) -> Tenant:
-        ticket = await self.verify(bearer(request))
+        return await self.from_token(bearer(request), write=write)
+
+    async def from_token(self, token: str, *, write: bool = False) -> Tenant:
+        """The same checks for a ticket that came another way (the web page's cookie)."""
+        ticket = await self.verify(token)
         wait = self.budget.take(ticket.id)
         if wait is not None:
             raise ApiError(
