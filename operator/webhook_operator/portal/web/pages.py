@@ -4,13 +4,14 @@ refusal is a plain page saying what to do, never the API's JSON."""
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import jinja2
 from aiohttp import web
@@ -79,34 +80,59 @@ def render(
     return response
 
 
-def problem(error: ApiError) -> web.Response:
-    """A refusal as a page: what happened and what the customer can do about it."""
-    expired = error.reason == "ExpiredTicket"
-    no_session = error.reason in ("MissingTicket", "NoSession")
+# What a refusal means to the customer: a heading and a sentence, by the API's reason.
+PROBLEMS = {
+    "ExpiredTicket": (
+        "This link has expired",
+        "The link you opened was valid for a short time only, and that time is over",
+    ),
+    "NoSession": (
+        "Open the link again",
+        "Your session has ended, or was never opened in this browser",
+    ),
+    "PortalDisabled": (
+        "This page is turned off",
+        "The platform has turned its webhooks page off for this app",
+    ),
+    "AppNotFound": ("This link does not work", "The app this link was for no longer exists"),
+    "TooManyRequests": ("Slow down", "Too many requests in a short time: wait a moment"),
+    "InvalidTicket": (
+        "This link does not work",
+        "The link is not valid: it may be incomplete, or older than a reset of all links",
+    ),
+}
+PROBLEMS["MissingTicket"] = PROBLEMS["NoSession"]
+
+
+def problem_page(reason: str, status: int) -> web.Response:
+    heading, message = PROBLEMS.get(reason) or PROBLEMS["InvalidTicket"]
     return render(
         "problem.html",
-        status=error.status,
-        heading=(
-            "This link has expired"
-            if expired
-            else "Open the link again"
-            if no_session
-            else "This link does not work"
-        ),
-        message=error.message,
-        reason=error.reason,
-        show_form=error.status == 401,
+        status=status,
+        heading=heading,
+        message=message,
+        reason=reason if reason in PROBLEMS else "InvalidTicket",
     )
 
 
 def pages(handler: Page) -> Page:
-    """Refusals become pages (the API middleware would answer JSON)."""
+    """Refusals become pages (the API middleware would answer JSON). A browser is sent on to
+    GET /problem rather than shown a 4xx document, which Chromium reports as a console
+    error; a JSON caller gets the page with the refusal's own status."""
 
+    @functools.wraps(handler)
     async def page(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except ApiError as exc:
-            return problem(exc)
+            if request.content_type == "application/json":
+                return problem_page(exc.reason, exc.status)
+            reason = exc.reason if exc.reason in PROBLEMS else "InvalidTicket"
+            response = web.Response(status=303, headers={"Location": f"/problem?reason={reason}"})
+            secure_headers(response, [])
+            if exc.status == 401:
+                response.del_cookie(COOKIE, path="/")
+            return response
 
     return page
 
@@ -117,24 +143,26 @@ def secure_request(request: web.Request) -> bool:
 
 
 def same_origin(request: web.Request) -> bool:
-    """A cross-site form must not sign a browser into someone else's ticket."""
+    """A cross-site form must not sign a browser into someone else's ticket. Under
+    Referrer-Policy no-referrer a browser sends `Origin: null` even from this site, so the
+    Fetch metadata header decides when present."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.host
+    return origin is None or origin == "null" or urlsplit(origin).netloc == request.host
 
 
 async def session_token(request: web.Request, portal: Portal) -> str:
-    raw = await inputs.read_body(request, MAX_TICKET_BODY, portal.settings.body_timeout)
-    text = raw.decode("utf-8", errors="replace")
     if request.content_type == "application/json":
+        raw = await inputs.read_body(request, MAX_TICKET_BODY, portal.settings.body_timeout)
         try:
-            body = json.loads(text)
+            body = json.loads(raw)
         except ValueError:
             body = None
         token = body.get("ticket") if isinstance(body, dict) else None
     else:
-        token = next(iter(parse_qs(text).get("ticket", [])), None)
+        token = (await request.post()).get("ticket")
     if not isinstance(token, str) or not token.strip():
         raise ApiError(401, "MissingTicket", "paste the ticket from the link you were given")
     # A pasted link works as well as the bare ticket.
@@ -211,6 +239,9 @@ def operations(portal: Portal) -> list[Operation]:
             expires=when(datetime.fromtimestamp(tenant.ticket.expires_at, UTC)),
         )
 
+    async def problem(request: web.Request) -> web.StreamResponse:
+        return problem_page(request.query.get("reason", ""), 200)
+
     async def theme(request: web.Request) -> web.StreamResponse:
         """The app's accent colour as a stylesheet: CSP allows no inline style."""
         accent = None
@@ -226,6 +257,7 @@ def operations(portal: Portal) -> list[Operation]:
         return response
 
     return [
+        static_files(),
         Operation(
             "GET",
             "/",
@@ -257,6 +289,15 @@ def operations(portal: Portal) -> list[Operation]:
         ),
         Operation(
             "GET",
+            "/problem",
+            problem,
+            "Why a link or session did not work and what to do (`reason`: the refusal's reason)",
+            content_type=HTML,
+            errors=(),
+            tag=TAG,
+        ),
+        Operation(
+            "GET",
             "/theme.css",
             theme,
             "The session's app's accent colour as a stylesheet",
@@ -267,18 +308,26 @@ def operations(portal: Portal) -> list[Operation]:
     ]
 
 
-def add_static(app: web.Application) -> None:
-    """The page's CSS and script, shipped inside the package; only the files that exist."""
+def static_files() -> Operation:
+    """The page's CSS, script and icon, shipped inside the package; only the files there."""
     files = {path.name: path for path in STATIC.iterdir() if path.is_file()}
 
     async def static(request: web.Request) -> web.StreamResponse:
         path = files.get(request.match_info["name"])
         if path is None:
-            raise web.HTTPNotFound()
+            raise ApiError(404, "NotFound", "no such file")
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         response = web.Response(body=path.read_bytes(), content_type=kind)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    app.router.add_get("/static/{name}", static)
+    return Operation(
+        "GET",
+        "/static/{name}",
+        static,
+        "The web page's stylesheet, script and icon",
+        content_type="application/octet-stream",
+        errors=(404,),
+        tag=TAG,
+    )
