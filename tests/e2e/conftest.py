@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tests: a headless Chromium for the session and, per test, a
+"""Fixtures of the end-to-end tests: a headless Chromium per module and, per test, a
 page that fails the test if anything reached the browser's console as an error."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from tests.e2e.browser import launch, watched_page
 from tests.harness import Receiver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module, not per session: while Playwright's sync API is running, asyncio.run()
+    fails in this thread, and later tests of the session use it."""
     yield from launch()
 
 
