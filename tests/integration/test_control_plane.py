@@ -89,6 +89,8 @@ def test_rbac_grants_the_emit_verb_per_app(cluster: Cluster, namespace: str) -> 
 
 
 def test_owned_secret_is_garbage_collected(cluster: Cluster, namespace: str) -> None:
+    # Not named <endpoint>-signing-secret: the session's operator may be running (the
+    # portal tests start it) and would create that one first.
     cluster.kubectl(
         "apply",
         "-n",
@@ -112,7 +114,7 @@ def test_owned_secret_is_garbage_collected(cluster: Cluster, namespace: str) -> 
         namespace,
         client.V1Secret(
             metadata=client.V1ObjectMeta(
-                name="ep-signing-secret",
+                name="ep-owned-data",
                 owner_references=[
                     client.V1OwnerReference(
                         api_version="webhook-operator.dev/v1alpha1",
@@ -133,7 +135,7 @@ def test_owned_secret_is_garbage_collected(cluster: Cluster, namespace: str) -> 
             not [
                 s
                 for s in core.list_namespaced_secret(namespace).items
-                if s.metadata.name == "ep-signing-secret"
+                if s.metadata.name == "ep-owned-data"
             ]
         ),
     )
