@@ -26,6 +26,6 @@ RUN pip install . && rm -rf /src
 
 WORKDIR /
 USER 65532:65532
-EXPOSE 8080 8081
+EXPOSE 8080 8081 8090 9090
 ENTRYPOINT ["webhook-operator"]
 CMD ["--help"]
