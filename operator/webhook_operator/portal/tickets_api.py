@@ -36,11 +36,14 @@ def operations(portal: Portal) -> list[Operation]:
             request, portal.settings.max_body, portal.settings.body_timeout
         )
         asked = inputs.parse_model(TicketRequest, raw)
-        ttl = (
-            portal.settings.default_ttl
-            if asked.ttl is None
-            else parse_duration(asked.ttl).total_seconds()
-        )
+        try:
+            ttl = (
+                portal.settings.default_ttl
+                if asked.ttl is None
+                else parse_duration(asked.ttl).total_seconds()
+            )
+        except (ValueError, OverflowError):  # the pattern passed: more than a timedelta holds
+            ttl = float("inf")
         if ttl <= 0 or ttl > portal.settings.max_ttl:
             raise ApiError(
                 422,
