@@ -81,3 +81,12 @@ class Directory:
     def app_endpoints(self, namespace: str, app: str) -> list[dict[str, Any]]:
         names = sorted(self._by_app.get((namespace, app), ()))
         return [self.endpoints[(namespace, n)] for n in names if (namespace, n) in self.endpoints]
+
+    def embed_origins(self) -> list[str]:
+        """Every origin any app lets embed its portal page: the page that opens a ticket
+        link holds no data and does not know the app yet, so it may be framed by them all."""
+        found: set[str] = set()
+        for obj in self.apps.values():
+            origins = (((obj.get("spec") or {}).get("portal") or {}).get("embedOrigins")) or []
+            found.update(o for o in origins if isinstance(o, str))
+        return sorted(found)

@@ -27,7 +27,7 @@ from webhook_operator.portal.directory import Directory
 from webhook_operator.portal.settings import PortalSettings
 from webhook_operator.portal.tenant import RequestBudget, TenantAuth
 from webhook_operator.portal.ticket_keys import TicketKeys
-from webhook_operator.portal.web import pages as web_pages
+from webhook_operator.portal.web import routes as web_pages
 from webhook_operator.url_policy import AddressPolicy
 
 log = logging.getLogger(__name__)
