@@ -848,6 +848,59 @@ async def test_stats_counts_deliveries_in_the_window_and_open_ones_now(store: St
 
 
 @contract
+async def test_activity_counts_an_apps_deliveries_per_hour_of_creation(store: Store) -> None:
+    hour = 3600.0
+    since = NOW - 3 * hour
+    # Before the window: not counted whatever became of it.
+    old = await one(store, at=since - 1)
+    # Hour 0: one delivered on its first attempt, one delivered on a retry.
+    first = await one(store, at=since)
+    retried = await one(store, at=since + 10)
+    await settle(store, {first: DELIVERED, retried: FAILED, old: DELIVERED}, now=since + 20)
+    await settle(store, {retried: DELIVERED}, now=since + 80)
+    # Hour 2: one failing (retried later), one exhausted, one pending, one held.
+    failing = await one(store, at=since + 2 * hour + 5)
+    exhausted = await one(store, at=since + 2 * hour + 6)
+    await settle(store, {failing: FAILED, exhausted: EXHAUSTED}, now=since + 2 * hour + 7)
+    await one(store, at=since + 2 * hour + 8, due=NOW + hour)
+    await one(store, at=since + 2 * hour + 9, status=HELD)
+    # Other apps and namespaces, and a delivery at `now` itself, are not the app's window.
+    await one(store, at=since + 10, app="other")
+    await one(store, at=since + 10, namespace=OTHER_NS)
+    await one(store, at=NOW)
+
+    buckets = await store.activity(NS, APP, since, NOW, bucket=hour)
+    assert [(b.start, b.delivered, b.failed) for b in buckets] == [
+        (since, 2, 0),
+        (since + hour, 0, 0),
+        (since + 2 * hour, 0, 2),
+    ]
+    # A partial last bucket is still a bucket; an empty window has none.
+    partial = await store.activity(NS, APP, since, since + 2 * hour + 60, bucket=hour)
+    assert [(b.delivered, b.failed) for b in partial] == [(2, 0), (0, 0), (0, 2)]
+    assert await store.activity(NS, APP, NOW, NOW) == []
+    assert [b.failed for b in await store.activity(NS, "nobody", since, NOW)] == [0, 0, 0]
+
+
+def test_sqlite_activity_reads_the_apps_delivery_index(tmp_path: Path) -> None:
+    """The window is narrowed by the (namespace, app, id) index, not a table scan."""
+    from webhook_operator.store.sqlite import ACTIVITY, activity_params
+
+    store = SQLiteStore(str(tmp_path / "plan.db"))
+    asyncio.run(store.open())
+    try:
+        conn = store._conn
+        params = activity_params(NS, APP, NOW - DAY, NOW, 3600.0)
+        plan = " ".join(
+            str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + ACTIVITY, params)
+        )
+        assert "deliveries_app" in plan, plan
+        assert "id>?" in plan, plan
+    finally:
+        asyncio.run(store.close())
+
+
+@contract
 async def test_queue_stats(store: Store) -> None:
     assert await store.queue_stats(NOW) == QueueStats(
         due=0, oldest_due_age=0.0, scheduled=0, held=0

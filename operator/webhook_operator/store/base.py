@@ -32,8 +32,12 @@ process dies or stalls."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from webhook_operator import ids
 
 # The statuses are part of the API's wire; they are defined there, once.
 from webhook_operator.api.delivery_wire import DeliveryStatus as DeliveryStatus
@@ -115,6 +119,41 @@ def endpoint_state_updates(results: list[AttemptResult]) -> list[AttemptResult]:
             last_success.pop(key, None)
         kept.append(result)
     return [r for r in kept if r is not None]
+
+
+@dataclass(frozen=True)
+class ActivityBucket:
+    """The deliveries of an app created within one bucket of time, by where they stand:
+    `delivered` reached the endpoint (on the first attempt or a retry), `failed` did not
+    get through (FAILED, still being retried, or EXHAUSTED). Pending, held and cancelled
+    ones are in neither."""
+
+    start: float
+    delivered: int = 0
+    failed: int = 0
+
+
+def activity_first_id(since: float) -> str:
+    """The smallest delivery id that can have been made at or after `since`: ids start
+    with their millisecond (webhook_operator.ids), so the (namespace, app, id) index
+    narrows the activity query to its window."""
+    return ids.delivery_id(since)[:14] + "0" * 16
+
+
+def activity_series(
+    since: float, now: float, bucket: float, counts: Iterable[Sequence[Any]]
+) -> list[ActivityBucket]:
+    """Every bucket from `since` up to `now` (the last one may be partial), zero when the
+    query found nothing in it; `counts` are (bucket index, delivered, failed)."""
+    if bucket <= 0:
+        raise ValueError("bucket must be positive")
+    size = max(0, math.ceil((now - since) / bucket))
+    series = [ActivityBucket(since + i * bucket) for i in range(size)]
+    for slot, delivered, failed in counts:
+        index = int(slot)
+        if 0 <= index < size:
+            series[index] = ActivityBucket(series[index].start, int(delivered), int(failed))
+    return series
 
 
 @dataclass(frozen=True)
@@ -319,6 +358,12 @@ class Store(Protocol):
         delivered / failed / exhausted within `window` seconds and pending / held now:
         deliveries that became DELIVERED or EXHAUSTED in the window, attempts that failed in
         the window, deliveries PENDING or FAILED (awaiting an attempt) and HELD now."""
+
+    async def activity(
+        self, namespace: str, app: str, since: float, now: float, bucket: float = 3600.0
+    ) -> list[ActivityBucket]:
+        """The app's deliveries created in [since, now), counted per `bucket` seconds from
+        `since` (see ActivityBucket): every bucket, oldest first, empty ones as zeros."""
 
     async def queue_stats(self, now: float) -> QueueStats: ...
 

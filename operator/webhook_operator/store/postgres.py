@@ -44,6 +44,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from webhook_operator.store import migrations
 from webhook_operator.store.base import (
+    ActivityBucket,
     AttemptResult,
     Claimed,
     DeliveryDetail,
@@ -56,10 +57,12 @@ from webhook_operator.store.base import (
     OwnerInUse,
     QueueStats,
     Sweep,
+    activity_series,
     endpoint_state_updates,
 )
 from webhook_operator.store.sqlite import (
     STATE_COUNT_KEYS,
+    activity_params,
     attempt_params,
     attempt_row,
     attempt_state_params,
@@ -365,6 +368,18 @@ SELECT attempt, started_at, duration_ms, http_status, error, response_snippet, s
 FROM attempts
 WHERE delivery_id = %(id)s
 ORDER BY attempt
+"""
+
+# An app's deliveries per bucket of creation time. The id bound lets the deliveries_app
+# index (namespace, app, id) read only the window; created_at decides exactly.
+ACTIVITY: Final = """
+SELECT floor((d.created_at - %(since)s) / %(bucket)s)::bigint AS slot,
+    count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
+    count(*) FILTER (WHERE d.status IN ('failed', 'exhausted')) AS failed
+FROM deliveries AS d
+WHERE d.namespace = %(namespace)s AND d.app = %(app)s AND d.id >= %(first_id)s
+  AND d.created_at >= %(since)s AND d.created_at < %(now)s
+GROUP BY slot
 """
 
 # -- resend, replay, housekeeping -------------------------------------------------------
@@ -713,6 +728,13 @@ class PostgresStore:
             cur = await conn.execute(SELECT_ATTEMPTS, {"id": delivery_id})
             attempts = await cur.fetchall()
         return DeliveryDetail(delivery_row(row[:13]), [attempt_row(a) for a in attempts], row[13])
+
+    async def activity(
+        self, namespace: str, app: str, since: float, now: float, bucket: float = 3600.0
+    ) -> list[ActivityBucket]:
+        params = activity_params(namespace, app, since, now, bucket)
+        rows = await self._fetchall(ACTIVITY, params)
+        return activity_series(since, now, bucket, rows)
 
     # -- resend, replay, housekeeping -----------------------------------------------------
 

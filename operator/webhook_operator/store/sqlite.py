@@ -29,6 +29,7 @@ from typing import Any, Final
 from webhook_operator import ids
 from webhook_operator.store import migrations
 from webhook_operator.store.base import (
+    ActivityBucket,
     AttemptResult,
     AttemptRow,
     Claimed,
@@ -41,6 +42,8 @@ from webhook_operator.store.base import (
     NewEvent,
     QueueStats,
     Sweep,
+    activity_first_id,
+    activity_series,
     endpoint_state_updates,
 )
 
@@ -305,6 +308,18 @@ WHERE delivery_id = ?
 ORDER BY attempt
 """
 
+# An app's deliveries per bucket of creation time. The id bound lets the deliveries_app
+# index (namespace, app, id) read only the window; created_at decides exactly.
+ACTIVITY: Final = """
+SELECT CAST((d.created_at - :since) / :bucket AS INTEGER) AS slot,
+    sum(d.status = 'delivered') AS delivered,
+    sum(d.status IN ('failed', 'exhausted')) AS failed
+FROM deliveries AS d
+WHERE d.namespace = :namespace AND d.app = :app AND d.id >= :first_id
+  AND d.created_at >= :since AND d.created_at < :now
+GROUP BY slot
+"""
+
 # -- resend, replay, housekeeping -------------------------------------------------------
 
 COPY_DELIVERY: Final = """
@@ -567,6 +582,12 @@ class SQLiteStore:
         attempts = self._conn.execute(SELECT_ATTEMPTS, (delivery_id,)).fetchall()
         return DeliveryDetail(delivery_row(row[:13]), [attempt_row(a) for a in attempts], row[13])
 
+    async def activity(
+        self, namespace: str, app: str, since: float, now: float, bucket: float = 3600.0
+    ) -> list[ActivityBucket]:
+        rows = self._conn.execute(ACTIVITY, activity_params(namespace, app, since, now, bucket))
+        return activity_series(since, now, bucket, rows)
+
     # -- resend, replay, housekeeping -----------------------------------------------------
 
     async def resend(self, namespace: str, delivery_id: str, now: float, new_id: str) -> str | None:
@@ -694,6 +715,19 @@ def attempt_state_params(result: AttemptResult, now: float) -> dict[str, Any]:
         "failures": 0 if result.success else 1,
         "disable_reason": result.disable_reason,
         "disabled_at": now if result.disable_reason else None,
+    }
+
+
+def activity_params(
+    namespace: str, app: str, since: float, now: float, bucket: float
+) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "app": app,
+        "since": since,
+        "now": now,
+        "bucket": bucket,
+        "first_id": activity_first_id(since),
     }
 
 
