@@ -237,6 +237,37 @@ class EndpointStatsList(Answer):
     endpoints: list[EndpointStats]
 
 
+MAX_ACTIVITY_HOURS = 168
+
+
+class ActivityBucket(Answer):
+    """The app's deliveries created within one bucket (an hour), by where they stand now."""
+
+    start: Time
+    """When the bucket begins; it ends `bucketSeconds` later (the last one: now)."""
+    delivered: int
+    """Deliveries that reached their endpoint (a 2xx answer), on the first attempt or a
+    retry."""
+    failed: int
+    """Deliveries that have not got through: failing and still being retried, or given up
+    after every retry. Pending, held and cancelled ones are in neither count."""
+
+
+class Activity(Answer):
+    """Deliveries and failures of an app over a recent window, per hour of the deliveries'
+    creation: what a customer reads as "deliveries and failures over the last 24 h". A
+    delivery is counted once, in the hour it was made, by where it stands now, so a
+    failure that a retry later fixed moves from failed to delivered."""
+
+    since: Time
+    """The start of the window: the first bucket's start, on a whole hour."""
+    bucket_seconds: int
+    """The length of every bucket, in seconds (3600)."""
+    buckets: list[ActivityBucket]
+    """Every bucket of the window, oldest first, empty ones with zeros; the last is the
+    current hour, up to now."""
+
+
 class Probe(Answer):
     status: str
     """ok (alive) or ready."""

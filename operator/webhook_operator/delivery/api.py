@@ -139,6 +139,18 @@ _LIMIT = Param(
     {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
 )
 PAGE_PARAMS = (_STATUS, _EVENT_TYPE, _CURSOR, _LIMIT)
+HOUR = 3600
+_HOURS = Param(
+    "hours",
+    "How many hours back, the current one included",
+    {"type": "integer", "minimum": 1, "maximum": w.MAX_ACTIVITY_HOURS, "default": 24},
+)
+
+
+def activity_window(now: float, hours: int) -> float:
+    """The start of a window of `hours` whole hours whose last one is the current hour:
+    hour-aligned buckets read the same on every call within an hour."""
+    return float((int(now) // HOUR - hours + 1) * HOUR)
 
 
 class Routes:
@@ -168,6 +180,17 @@ class Routes:
                 "Deliveries of the app, newest first (RBAC verb list)",
                 response=w.DeliveryPage,
                 params=(*PAGE_PARAMS, Param("endpoint", "Only deliveries to this endpoint")),
+                errors=(400, 401, 403, 503),
+                tag=history,
+            ),
+            Operation(
+                "GET",
+                "/v1/namespaces/{namespace}/apps/{app}/activity",
+                self.app_activity,
+                "The app's deliveries per hour over the last hours: delivered, and not got"
+                " through (RBAC verb list)",
+                response=w.Activity,
+                params=(_HOURS,),
                 errors=(400, 401, 403, 503),
                 tag=history,
             ),
@@ -322,6 +345,19 @@ class Routes:
                 limit=_limit(request),
             )
         )
+
+    async def app_activity(self, request: web.Request) -> web.Response:
+        namespace, app = _name(request, "namespace"), _name(request, "app")
+        await self.svc.authorizer.require(
+            request.headers.get("Authorization"), "list", namespace, app
+        )
+        hours = inputs.whole_number(
+            request.query.get("hours", "24"), "hours", 1, w.MAX_ACTIVITY_HOURS, "BadHours"
+        )
+        now = time.time()
+        since = activity_window(now, hours)
+        buckets = await self.svc.store.activity(namespace, app, since, now, HOUR)
+        return respond(wire.activity(since, HOUR, buckets))
 
     async def endpoint_deliveries(self, request: web.Request) -> web.Response:
         namespace, endpoint, _ = await self._endpoint_app(request, "list")

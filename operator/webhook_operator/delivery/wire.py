@@ -11,7 +11,13 @@ from datetime import datetime
 
 from webhook_operator.api import delivery_wire as w
 from webhook_operator.api.delivery_wire import from_epoch
-from webhook_operator.store.base import AttemptRow, DeliveryDetail, DeliveryRow, EndpointState
+from webhook_operator.store.base import (
+    ActivityBucket,
+    AttemptRow,
+    DeliveryDetail,
+    DeliveryRow,
+    EndpointState,
+)
 
 
 def _time(seconds: float) -> datetime:
@@ -80,4 +86,15 @@ def endpoint_stats(state: EndpointState, window: str) -> w.EndpointStats:
         disabled_at=from_epoch(state.disabled_at),
         deliveries=dict(state.counts),
         window=window,
+    )
+
+
+def activity(since: float, bucket: float, buckets: list[ActivityBucket]) -> w.Activity:
+    return w.Activity(
+        since=_time(since),
+        bucket_seconds=int(bucket),
+        buckets=[
+            w.ActivityBucket(start=_time(b.start), delivered=b.delivered, failed=b.failed)
+            for b in buckets
+        ],
     )

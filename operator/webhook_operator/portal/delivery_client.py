@@ -106,6 +106,14 @@ class DeliveryClient:
             "GET", f"/v1/namespaces/{namespace}/endpoints/{endpoint}/deliveries", params=params
         )
 
+    async def activity(self, namespace: str, app: str, hours: int = 24) -> Any:
+        """The app's deliveries per hour over the last `hours` (an Activity)."""
+        return await self.call(
+            "GET",
+            f"/v1/namespaces/{namespace}/apps/{app}/activity",
+            params=[("hours", str(hours))],
+        )
+
     async def delivery(self, namespace: str, delivery_id: str) -> Any:
         return await self.call("GET", f"/v1/namespaces/{namespace}/deliveries/{delivery_id}")
 

@@ -26,6 +26,8 @@ from webhook_operator.timestamps import parse_ts
 MAX_DEPTH = 8
 # Arrays in examples show one item, or as many as minItems asks, up to this.
 MAX_ITEMS = 3
+# The overview's activity window, in hours (the delivery service allows up to a week).
+ACTIVITY_HOURS = 24
 # Fixed so that the example of a type does not change between two reads.
 EXAMPLE_MOMENT = datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)
 EXAMPLE_EVENT_ID = ids.event_id(EXAMPLE_MOMENT.timestamp())[:14] + "0" * 16
