@@ -4,14 +4,27 @@ status: example payloads a receiver could be written against, and seed 000's ana
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from webhook_operator.api.delivery_wire import ActivityBucket
 from webhook_operator.api.v1alpha1 import PortalSettings, WebhookAppSpec
 from webhook_operator.portal.overview import MAX_DEPTH, catalog, example_value, summary
+from webhook_operator.portal.web.common import render
+from webhook_operator.portal.web.overview_pages import (
+    BOTTOM,
+    HEIGHT,
+    LEFT,
+    TOP,
+    WIDTH,
+    build_chart,
+    grouped,
+    nice_ceiling,
+)
+from webhook_operator.store.base import activity_series
 
 INVOICE = {
     "type": "object",
@@ -215,3 +228,101 @@ def test_summary_of_an_app_without_endpoints() -> None:
     assert answer["endpoints"]["maxEndpoints"] == 20
     assert answer["deliveries"]["window"] is None
     assert answer["lastDeliveryTime"] is None
+
+
+# --- the overview page's activity chart and the catalog page's grouping ----------------------
+
+HOUR0 = datetime(2026, 12, 2, 0, tzinfo=UTC)
+
+
+def buckets(*counts: tuple[int, int]) -> list[ActivityBucket]:
+    return [
+        ActivityBucket(start=HOUR0 + timedelta(hours=i), delivered=d, failed=f)
+        for i, (d, f) in enumerate(counts)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "ceiling"),
+    [(0, 1), (1, 1), (2, 2), (3, 5), (5, 5), (6, 10), (10, 10), (11, 20), (42, 50), (501, 1000)],
+)
+def test_the_charts_scale_tops_at_a_round_number(value: int, ceiling: int) -> None:
+    assert nice_ceiling(value) == ceiling
+
+
+def test_chart_bars_stack_failed_on_delivered_and_share_the_width() -> None:
+    counts = [(0, 0)] * 24
+    counts[3], counts[4], counts[23] = (6, 4), (2, 0), (0, 1)
+    chart = build_chart(buckets(*counts))
+    baseline, plot = HEIGHT - BOTTOM, HEIGHT - BOTTOM - TOP
+    assert (chart.hours, chart.delivered, chart.failed) == (24, 8, 5)
+    assert [t.value for t in chart.ticks] == [0, 5, 10]  # the busiest hour has 10
+    assert chart.ticks[-1].y == TOP
+    assert chart.ticks[0].y == baseline
+
+    busiest = chart.bars[3]
+    assert busiest.delivered_height == pytest.approx(plot * 0.6, abs=0.01)
+    assert busiest.delivered_y + busiest.delivered_height == pytest.approx(baseline)
+    assert busiest.failed_height == pytest.approx(plot * 0.4, abs=0.01)
+    assert busiest.failed_y + busiest.failed_height == pytest.approx(busiest.delivered_y)
+    assert busiest.failed_y == pytest.approx(TOP)
+    assert chart.bars[0].delivered_height == chart.bars[0].failed_height == 0
+
+    slots = [b.x for b in chart.bars]
+    assert slots == sorted(slots)
+    assert chart.bars[0].x >= LEFT
+    assert chart.bars[-1].x + chart.bars[-1].width <= WIDTH
+    assert [b.label for b in chart.bars if b.label] == ["00:00", "06:00", "12:00", "18:00"]
+    assert busiest.start == "2026-12-02 03:00 UTC"
+    assert chart.summary == (
+        "Deliveries per hour over the last 24 hours: 8 delivered and 5 failed;"
+        " the busiest hour, 2026-12-02 03:00 UTC, had 10."
+    )
+
+
+def test_a_chart_without_deliveries_is_flat_and_says_so() -> None:
+    chart = build_chart(buckets(*[(0, 0)] * 3))
+    assert [t.value for t in chart.ticks] == [0, 1]
+    assert all(b.delivered_height == b.failed_height == 0 for b in chart.bars)
+    assert chart.summary.endswith("0 delivered and 0 failed; none were made.")
+    assert build_chart([]).bars == []
+
+
+def test_the_store_fills_empty_hours_with_zeros() -> None:
+    series = activity_series(100.0, 100.0 + 2.5 * 3600, 3600.0, [(2, 1, 2), (0, 3, 0), (9, 9, 9)])
+    assert [(b.start, b.delivered, b.failed) for b in series] == [
+        (100.0, 3, 0),
+        (3700.0, 0, 0),
+        (7300.0, 1, 2),
+    ]
+    assert activity_series(5.0, 5.0, 3600.0, []) == []
+
+
+def test_the_catalog_page_groups_types_by_category_with_pretty_json() -> None:
+    groups = grouped(catalog("shop", app_spec(eventTypes=["invoice.*"]), PortalSettings()))
+    assert [(name, [e.event.name for e in entries]) for name, entries in groups] == [
+        ("Billing", ["invoice.paid", "invoice.voided"]),
+        ("Customers", ["customer.deleted"]),
+        ("Other", ["ping"]),
+    ]
+    paid = groups[0][1][0]
+    assert paid.schema is not None
+    assert json.loads(paid.schema) == INVOICE
+    assert "\n  " in paid.schema
+    assert json.loads(paid.example)["type"] == "invoice.paid"
+    assert groups[0][1][1].schema is None
+
+
+def test_the_overview_page_without_the_delivery_service_shows_the_rest() -> None:
+    html = render("overview.html", summary=summary("shop", PortalSettings(), []), chart=None).text
+    assert html is not None
+    assert "delivery service cannot be reached" in html
+    assert "<svg" not in html
+
+    chart = build_chart(buckets((1, 2), (0, 0)))
+    html = render("overview.html", summary=summary("shop", PortalSettings(), []), chart=chart).text
+    assert html is not None
+    assert 'role="img"' in html
+    assert f'aria-label="{chart.summary}"' in html
+    assert html.count('class="bar-failed"') == 1
+    assert "<td>1</td><td>2</td>" in html
