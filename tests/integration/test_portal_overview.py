@@ -15,6 +15,7 @@ from tests.integration.portal_support import (
     backend,
     customer,
     make_app,
+    ready,
     request_ticket,
     ticket,
 )
@@ -114,6 +115,55 @@ def test_catalog_and_summary_of_an_app_with_two_endpoints(
 
     # Without a ticket there is nothing to read.
     assert httpx.get(f"{portal.url}/v1/portal/catalog", timeout=10).status_code == 401
+
+
+def test_activity_of_the_tickets_app_per_hour(
+    cluster: Cluster,
+    namespace: str,
+    portal: PortalProcess,
+    delivery_service: DeliveryProcess,
+    receiver: Receiver,
+) -> None:
+    receiver.respond("/broken", (500, {}, 0.0))
+    make_app(cluster, namespace)
+    apply_endpoint(cluster, namespace, "orders", receiver.url("/orders"))
+    # Retried long after the test: its failures stay failures while the test looks.
+    apply_endpoint(
+        cluster, namespace, "broken", receiver.url("/broken"), retry={"schedule": ["1h"]}
+    )
+    ready(cluster, namespace, "orders")
+    ready(cluster, namespace, "broken")
+    token = ticket(portal, backend(cluster, namespace, ["shop"]), namespace, "shop", scope="read")
+    producer = Producer(cluster, namespace, ["shop"])
+    for _ in range(2):
+        emitted = httpx.post(
+            f"{delivery_service.url}/v1/namespaces/{namespace}/apps/shop/events",
+            json={"type": "invoice.paid", "data": {}},
+            headers=producer.headers,
+            timeout=10,
+        )
+        assert emitted.status_code == 202, emitted.text
+
+    with customer(portal, token) as browser:
+
+        def counted() -> dict[str, Any] | None:
+            got = browser.get("/activity")
+            assert got.status_code == 200, got.text
+            answer: dict[str, Any] = got.json()
+            totals = [sum(b[k] for b in answer["buckets"]) for k in ("delivered", "failed")]
+            return answer if totals == [2, 2] else None
+
+        answer = eventually(counted, timeout=30, what="2 delivered and 2 failed")
+        assert isinstance(answer, dict)
+        assert answer["bucketSeconds"] == 3600
+        assert len(answer["buckets"]) == 24
+        assert answer["since"] == answer["buckets"][0]["start"]
+        assert len(browser.get("/activity", params={"hours": 3}).json()["buckets"]) == 3
+        refused = browser.get("/activity", params={"hours": 169})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["reason"] == "BadHours"
+
+    assert httpx.get(f"{portal.url}/v1/portal/activity", timeout=10).status_code == 401
 
 
 def test_no_ticket_for_an_app_with_the_portal_turned_off(
