@@ -141,8 +141,11 @@ def test_a_customer_pages_filters_opens_downloads_resends_and_replays(
 
     # The filter by status keeps its choice.
     page.get_by_role("link", name="Newest").click()
-    page.get_by_label("failed", exact=True).check()
-    page.get_by_role("button", name="Filter").click()
+    # By keyboard: a checkbox toggles with Space, the form submits with Enter.
+    page.get_by_label("failed", exact=True).focus()
+    page.keyboard.press("Space")
+    page.get_by_role("button", name="Filter").focus()
+    page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"status=failed"))
     expect(rows(page)).to_have_count(1)
     expect(rows(page).first).to_have_attribute("data-event-id", first)
@@ -199,6 +202,14 @@ def test_a_customer_pages_filters_opens_downloads_resends_and_replays(
     page.get_by_role("link", name="See the deliveries").click()
     page.wait_for_url(re.compile(r"/endpoints/orders/deliveries$"))
     expect(rows(page).first).to_have_attribute("data-event-id", first)
+
+    # A change without the session's CSRF token is refused, and changes nothing.
+    forged = page.request.post(
+        f"{portal.url}/deliveries/{original}/resend", form={"csrf": "x"}, max_redirects=0
+    )
+    assert forged.status == 303
+    assert forged.headers["location"] == "/problem?reason=BadCsrfToken"
+    assert len(arrived(receiver, "/orders", later[-1])) == 2
 
 
 def test_a_read_ticket_reads_and_another_apps_delivery_is_refused(
