@@ -25,6 +25,7 @@ from tests.integration.portal_support import (
     request_ticket,
     ticket,
 )
+from webhook_operator.portal.web.common import csrf_token
 
 pytestmark = pytest.mark.integration
 COOKIE = "webhook_portal_session"
@@ -221,3 +222,27 @@ def test_read_tickets_and_git_endpoints_show_no_controls_and_forged_changes_are_
     assert forged.headers["Location"] == "/problem?reason=BadCsrfToken"
     with customer(portal, manage) as api:
         assert api.get("/endpoints/orders").status_code == 200
+
+
+def test_plain_http_is_refused_in_the_form_where_the_app_does_not_allow_it(
+    cluster: Cluster, namespace: str, portal: PortalProcess
+) -> None:
+    make_app(cluster, namespace)
+    issuer = backend(cluster, namespace, ["shop"])
+    token = ticket(portal, issuer, namespace, "shop")
+    answer = httpx.post(
+        portal.url + "/endpoints/new",
+        data={
+            "csrf": csrf_token(token),
+            "url": "http://127.0.0.1:9/hook",
+            "events": "invoice.paid",
+            "description": "kept",
+            "active": "on",
+        },
+        cookies={COOKIE: token},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert "plain http:// is not allowed for this app; use https://" in answer.text
+    assert 'value="http://127.0.0.1:9/hook"' in answer.text
+    assert 'value="kept"' in answer.text
