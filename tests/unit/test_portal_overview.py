@@ -275,7 +275,7 @@ def test_chart_bars_stack_failed_on_delivered_and_share_the_width() -> None:
     assert [b.label for b in chart.bars if b.label] == ["00:00", "06:00", "12:00", "18:00"]
     assert busiest.start == "2026-12-02 03:00 UTC"
     assert chart.summary == (
-        "Deliveries per hour over the last 24 hours: 8 delivered and 5 failed;"
+        "Deliveries per hour over the last 24 hours: 8 delivered and 5 not delivered;"
         " the busiest hour, 2026-12-02 03:00 UTC, had 10."
     )
 
@@ -284,7 +284,7 @@ def test_a_chart_without_deliveries_is_flat_and_says_so() -> None:
     chart = build_chart(buckets(*[(0, 0)] * 3))
     assert [t.value for t in chart.ticks] == [0, 1]
     assert all(b.delivered_height == b.failed_height == 0 for b in chart.bars)
-    assert chart.summary.endswith("0 delivered and 0 failed; none were made.")
+    assert chart.summary.endswith("0 delivered and 0 not delivered; none were made.")
     assert build_chart([]).bars == []
 
 

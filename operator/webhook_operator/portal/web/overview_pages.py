@@ -100,7 +100,7 @@ def _hour(moment: datetime) -> str:
 def chart_summary(hours: int, delivered: int, failed: int, busiest: Bar | None) -> str:
     total = (
         f"Deliveries per hour over the last {hours} hours: {delivered} delivered and"
-        f" {failed} failed"
+        f" {failed} not delivered"
     )
     if busiest is None:
         return total + "; none were made."
