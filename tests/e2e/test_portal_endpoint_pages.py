@@ -141,6 +141,7 @@ def test_edit_rotate_and_delete(
     detail = page.locator(".endpoint-detail")
     expect(detail).to_contain_text(receiver.url("/two"))
     expect(detail.locator(".events li")).to_have_text(["customer.deleted", "invoice.*"])
+    expect(detail).to_contain_text("Activeyes")
 
     page.get_by_role("link", name="Rotate secret").click()
     expect(page.get_by_text("The old secret keeps working for 24 hours")).to_be_visible()
