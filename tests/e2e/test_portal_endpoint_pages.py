@@ -162,6 +162,20 @@ def test_edit_rotate_and_delete(
     verified(new_secret, got)
     verified(old_secret, got)
 
+    # Paused through the toggle: the next ping is held, and the form says how to resume.
+    page.get_by_role("link", name="Back to orders").click()
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Active").uncheck()
+    page.get_by_role("button", name="Save changes").click()
+    page.wait_for_url(re.compile(r"/endpoints/orders$"))
+    expect(page.locator(".endpoint-detail")).to_contain_text("Activeno: paused")
+    page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Active")).not_to_be_checked()
+    expect(page.locator("#active-note")).to_contain_text("turning Active on resumes")
+    page.get_by_role("link", name="Cancel").click()
+    page.get_by_role("button", name="Send test ping").click()
+    expect(page.locator("[data-result]")).to_have_attribute("data-result", "held")
+
     page.get_by_role("link", name="Back to orders").click()
     page.get_by_role("link", name="Delete").click()
     expect(page.get_by_text("pending deliveries are cancelled")).to_be_visible()

@@ -5,6 +5,8 @@ catalog grouped for the picker, and the grace period in words."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from pydantic import ValidationError
 
 from webhook_operator.api.v1alpha1 import PortalSettings, WebhookAppSpec
 from webhook_operator.portal.overview import catalog
+from webhook_operator.portal.web.common import badge, templates, when
 from webhook_operator.portal.web.endpoint_pages import (
     SECRET_PLACEHOLDER,
     SNIPPETS,
@@ -146,3 +149,40 @@ def test_the_snippets_use_a_placeholder_and_the_three_headers() -> None:
         assert header in python.code
         assert header in javascript.code
     assert "github.com/standard-webhooks/standard-webhooks/libraries/go" in go.code
+
+
+def form_html(**values: Any) -> str:
+    tenant = SimpleNamespace(subject="acme/alice", portal=PortalSettings())
+    return templates.get_template("endpoint_form.html").render(
+        tenant=tenant,
+        csrf="token",
+        writes=True,
+        title="shop",
+        logo_url=None,
+        when=when,
+        badge=badge,
+        active="endpoints",
+        error=None,
+        groups=event_groups(catalog("shop", SPEC, PortalSettings())),
+        chosen={"invoice.paid"},
+        more="invoice.*",
+        **values,
+    )
+
+
+def test_the_form_says_that_turning_active_on_re_enables_a_disabled_endpoint() -> None:
+    values = EndpointForm(url="https://x.example", events=("invoice.paid", "invoice.*"))
+    html = form_html(
+        values=replace(values, active=False),
+        editing="orders",
+        disabled=("Disabled", "retries exhausted"),
+    )
+    assert "Disabled (retries exhausted): turning Active on also re-enables it" in html
+    assert 'aria-describedby="active-note"' in html
+    assert 'name="csrf" value="token"' in html
+    assert 'value="invoice.*"' in html
+    assert "plain http" not in html
+    # A new endpoint's form has no note, and a name field.
+    fresh = form_html(values=EndpointForm(), editing=None, disabled=None)
+    assert "active-note" not in fresh
+    assert 'id="name"' in fresh
