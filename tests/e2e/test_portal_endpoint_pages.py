@@ -93,7 +93,10 @@ def test_create_through_the_form_shows_the_secret_once_and_a_ping_verifies_with_
     secret = page.get_by_label("Signing secret of orders").input_value()
     assert secret.startswith("whsec_")
     assert secret not in page.url
-    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("status")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
 
     page.get_by_role("link", name="I have stored it: open the endpoint").click()
     page.wait_for_url(re.compile(r"/endpoints/orders$"))
