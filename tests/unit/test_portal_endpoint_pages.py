@@ -176,13 +176,15 @@ def test_the_form_says_that_turning_active_on_re_enables_a_disabled_endpoint() -
         values=replace(values, active=False),
         editing="orders",
         disabled=("Disabled", "retries exhausted"),
+        shown=False,
     )
     assert "Disabled (retries exhausted): turning Active on also re-enables it" in html
     assert 'aria-describedby="active-note"' in html
     assert 'name="csrf" value="token"' in html
     assert 'value="invoice.*"' in html
+    assert 'name="shown_active" value="off"' in html
     assert "plain http" not in html
     # A new endpoint's form has no note, and a name field.
-    fresh = form_html(values=EndpointForm(), editing=None, disabled=None)
+    fresh = form_html(values=EndpointForm(), editing=None, disabled=None, shown=None)
     assert "active-note" not in fresh
     assert 'id="name"' in fresh

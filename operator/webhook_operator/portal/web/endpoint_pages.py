@@ -310,6 +310,7 @@ def operations(portal: Portal) -> list[Operation]:
         error: str | None = None,
         name: str | None = None,
         disabled: tuple[str, str | None] | None = None,
+        shown: bool | None = None,
     ) -> web.Response:
         groups = catalog_groups(current)
         return render(
@@ -323,6 +324,7 @@ def operations(portal: Portal) -> list[Operation]:
             more=typed_by_hand(values.events, groups),
             editing=name,
             disabled=disabled,
+            shown=shown,
         )
 
     def secret_page(current: Session, view: Any, rotated: bool) -> web.Response:
@@ -413,7 +415,9 @@ def operations(portal: Portal) -> list[Operation]:
             active=shown_active(obj),
             name=view.name,
         )
-        return form_page(current, values, name=name, disabled=disabled_state(obj))
+        return form_page(
+            current, values, name=name, disabled=disabled_state(obj), shown=values.active
+        )
 
     @pages
     async def edit(request: web.Request) -> web.StreamResponse:
@@ -421,15 +425,20 @@ def operations(portal: Portal) -> list[Operation]:
         name = inputs.path_name(request, "endpoint")
         obj = changeable(current, name)
         values = replace(read_form(form), name=name)
+        # As the form showed it: had the endpoint been disabled since, leaving the toggle
+        # on is not turning it on.
+        shown = form.get("shown_active", "on" if shown_active(obj) else "off") == "on"
         try:
-            asked = update_request(values, shown_active(obj))
+            asked = update_request(values, shown)
             await endpoint_actions.update(portal, current.tenant, name, asked)
         except ValidationError as exc:
-            return form_page(current, values, validation_message(exc), name, disabled_state(obj))
+            return form_page(
+                current, values, validation_message(exc), name, disabled_state(obj), shown
+            )
         except ApiError as exc:
             if exc.status >= 500 or exc.reason in ("EndpointNotFound", "OutsideTicket"):
                 raise
-            return form_page(current, values, exc.message, name, disabled_state(obj))
+            return form_page(current, values, exc.message, name, disabled_state(obj), shown)
         return redirect(f"/endpoints/{name}", current)
 
     @pages
