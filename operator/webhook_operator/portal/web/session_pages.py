@@ -46,6 +46,12 @@ async def session_token(request: web.Request, portal: Portal) -> str:
     return token.strip().rpartition("#ticket=")[2]
 
 
+def embedded(request: web.Request) -> bool:
+    """Whether the session is being opened inside a frame (Fetch metadata): the frame's
+    page is then usually another site's, whose `frame-ancestors` permission let it in."""
+    return request.headers.get("Sec-Fetch-Dest") == "iframe"
+
+
 def operations(portal: Portal) -> list[Operation]:
     @pages
     async def open_link(request: web.Request) -> web.StreamResponse:
@@ -64,15 +70,27 @@ def operations(portal: Portal) -> list[Operation]:
             response: web.StreamResponse = web.Response(status=204)
         else:
             response = redirect("/endpoints")
-        response.set_cookie(
-            COOKIE,
-            token,
-            max_age=max(1, tenant.ticket.expires_at - int(portal.clock())),
-            path="/",
-            httponly=True,
-            samesite="Strict",
-            secure=secure_request(request),
-        )
+        max_age = max(1, tenant.ticket.expires_at - int(portal.clock()))
+        if embedded(request):
+            # A frame in another site's page gets no SameSite=Strict cookie, so there the
+            # session is a partitioned cookie (CHIPS) of that site only, which browsers
+            # accept only as Secure; CSRF tokens and the same-origin check guard changes.
+            # Written by hand: Python 3.11's cookie module knows no Partitioned attribute.
+            response.headers.add(
+                "Set-Cookie",
+                f"{COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly; Secure;"
+                " SameSite=None; Partitioned",
+            )
+        else:
+            response.set_cookie(
+                COOKIE,
+                token,
+                max_age=max_age,
+                path="/",
+                httponly=True,
+                samesite="Strict",
+                secure=secure_request(request),
+            )
         secure_headers(response, list(tenant.portal.embed_origins))
         return response
 
