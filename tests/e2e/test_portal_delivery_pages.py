@@ -11,17 +11,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.portal_pages import arrived, emit, listed, open_portal
 from tests.harness import Cluster, DeliveryProcess, PortalProcess, Producer, Receiver, eventually
 from tests.integration.portal_support import (
     apply_endpoint,
     backend,
     make_app,
     ready,
-    request_ticket,
 )
 
 pytestmark = pytest.mark.integration
@@ -30,50 +29,6 @@ SUBJECT = "acme-corp/alice@example.com"
 LATER_EVENTS = 54
 # A failed delivery is retried in 30 minutes: long after each test.
 RETRY = {"schedule": ["30m"]}
-
-
-def emit(
-    svc: DeliveryProcess, namespace: str, producer: Producer, app: str, refs: list[str]
-) -> list[str]:
-    """Emit one invoice.paid event per ref, in order; their event ids."""
-    ids = []
-    with httpx.Client(headers=producer.headers, timeout=10) as http:
-        for ref in refs:
-            response = http.post(
-                f"{svc.url}/v1/namespaces/{namespace}/apps/{app}/events",
-                json={"type": "invoice.paid", "data": {"ref": ref, "items": [1, 2]}},
-            )
-            assert response.status_code == 202, response.text
-            ids.append(str(response.json()["eventId"]))
-    return ids
-
-
-def arrived(receiver: Receiver, path: str, event_id: str) -> list[dict[str, Any]]:
-    return [r for r in receiver.received(path) if r["headers"].get("webhook-id") == event_id]
-
-
-def listed(
-    svc: DeliveryProcess, namespace: str, producer: Producer, endpoint: str, status: str
-) -> list[dict[str, Any]]:
-    """The endpoint's deliveries of a status, as the delivery service has them."""
-    answer = httpx.get(
-        f"{svc.url}/v1/namespaces/{namespace}/endpoints/{endpoint}/deliveries",
-        params={"status": status, "limit": 200},
-        headers=producer.headers,
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    items: list[dict[str, Any]] = answer.json()["items"]
-    return items
-
-
-def open_portal(
-    page: Page, portal: PortalProcess, issuer: Producer, namespace: str, **body: Any
-) -> None:
-    link = request_ticket(portal, issuer, namespace, "shop", subject=SUBJECT, **body)
-    assert link.status_code == 201, link.text
-    page.goto(link.json()["portalUrl"])
-    page.wait_for_url(re.compile(r"/endpoints$"))
 
 
 def rows(page: Page) -> Any:

@@ -9,20 +9,18 @@ change without the form's CSRF token is refused."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
-from standardwebhooks import Webhook
 
+from tests.e2e.portal_pages import headers_of, open_portal, pinged, verified
 from tests.harness import Cluster, PortalProcess, Receiver, eventually
 from tests.integration.portal_support import (
     apply_endpoint,
     backend,
     customer,
     make_app,
-    request_ticket,
     ticket,
 )
 from webhook_operator.portal.web.common import csrf_token
@@ -30,36 +28,6 @@ from webhook_operator.portal.web.common import csrf_token
 pytestmark = pytest.mark.integration
 COOKIE = "webhook_portal_session"
 ALLOW_HTTP = {"allowInsecureHttp": True}
-
-
-def open_portal(
-    page: Page, portal: PortalProcess, issuer: Any, namespace: str, **body: Any
-) -> None:
-    link = request_ticket(portal, issuer, namespace, "shop", **body).json()["portalUrl"]
-    page.goto(link)
-    page.wait_for_url(re.compile(r"/endpoints$"))
-
-
-def headers_of(request: dict[str, Any]) -> dict[str, str]:
-    return {k.lower(): v for k, v in request["headers"].items()}
-
-
-def verified(secret: str, request: dict[str, Any]) -> Any:
-    """The body, once the signature checks out with `secret` (raises otherwise)."""
-    headers = headers_of(request)
-    return Webhook(secret).verify(
-        request["body"],
-        {k: headers[k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature")},
-    )
-
-
-def pinged(receiver: Receiver, path: str, after: int) -> dict[str, Any]:
-    def ping() -> dict[str, Any] | None:
-        got = [r for r in receiver.received(path)[after:] if b'"webhook.ping"' in r["body"]]
-        return got[0] if got else None
-
-    found: dict[str, Any] = eventually(ping, what=f"a ping at {path}")
-    return found
 
 
 def test_create_through_the_form_shows_the_secret_once_and_a_ping_verifies_with_it(
