@@ -33,6 +33,22 @@ def open_portal(
     page.wait_for_url(re.compile(r"/endpoints$"))
 
 
+UNLABELLED = """
+() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter(c => c.type !== 'hidden' && !c.hidden)
+  .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+               && !c.getAttribute('aria-labelledby')
+               && !(c.tagName === 'BUTTON' && c.textContent.trim()))
+  .map(c => c.outerHTML)
+"""
+
+
+def unlabelled(page: Page) -> list[str]:
+    """The page's controls a screen reader could not name."""
+    found: list[str] = page.evaluate(UNLABELLED)
+    return found
+
+
 def emit(
     svc: DeliveryProcess, namespace: str, producer: Producer, app: str, refs: list[str]
 ) -> list[str]:

@@ -23,6 +23,7 @@ from tests.e2e.portal_pages import (
     headers_of,
     open_portal,
     pinged,
+    unlabelled,
     verified,
 )
 from tests.harness import Cluster, DeliveryProcess, PortalProcess, Producer, Receiver, eventually
@@ -35,6 +36,8 @@ RETRY = '{"spec": {"retry": {"schedule": ["8s"]}}}'
 
 
 def shot(page: Page, name: str) -> None:
+    """Save the page for the docs, once every control on it has a label."""
+    assert not unlabelled(page), unlabelled(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 

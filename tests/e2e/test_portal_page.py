@@ -187,3 +187,68 @@ def test_without_a_session_the_page_asks_to_open_the_link_again(portal: PortalPr
     refused = httpx.post(portal.url + "/session", json={"ticket": "not-a-ticket"}, timeout=10)
     assert refused.status_code == 401
     assert "This link does not work" in refused.text
+
+
+def test_every_change_needs_the_session_csrf_token_and_this_site(
+    cluster: Cluster, namespace: str, portal: PortalProcess, receiver: Receiver
+) -> None:
+    """Every POST page but the session exchange, listed from the routes themselves: a
+    missing or wrong CSRF token, another site, or a read ticket changes nothing."""
+    from types import SimpleNamespace
+
+    from webhook_operator.portal.web import routes
+    from webhook_operator.portal.web.common import csrf_token
+
+    make_app(cluster, namespace, portal={"allowInsecureHttp": True})
+    issuer = backend(cluster, namespace, ["shop"])
+    manage = ticket(portal, issuer, namespace, "shop")
+    with customer(portal, manage) as api:
+        made = api.post(
+            "/endpoints", json={"name": "orders", "url": receiver.url("/h"), "events": ["*"]}
+        )
+        assert made.status_code == 201, made.text
+    changes = [
+        op.path.replace("{endpoint}", "orders").replace("{id}", "dlv_0000000000000000000000000")
+        for op in routes.operations(SimpleNamespace(directory=None))  # type: ignore[arg-type]
+        if op.method == "POST" and op.path != "/session"
+    ]
+    assert len(changes) >= 7, changes
+    read = ticket(portal, issuer, namespace, "shop", scope="read")
+    form = {
+        "url": "http://127.0.0.1:9/changed",
+        "events": "invoice.paid",
+        "since": "2026-01-01T00:00",
+    }
+
+    def post(path: str, token: str, headers: dict[str, str], **extra: str) -> str:
+        answer = httpx.post(
+            portal.url + path,
+            data={**form, **extra},
+            cookies={COOKIE: token},
+            headers=headers,
+            timeout=10,
+        )
+        assert answer.status_code == 303, (path, answer.status_code, answer.text[:200])
+        return answer.headers["Location"]
+
+    same = {"Sec-Fetch-Site": "same-origin"}
+    for path in changes:
+        assert post(path, manage, same) == "/problem?reason=BadCsrfToken", path
+        assert post(path, manage, same, csrf="0" * 40) == "/problem?reason=BadCsrfToken", path
+        other = {"Sec-Fetch-Site": "cross-site"}
+        assert post(path, manage, other, csrf=csrf_token(manage)) == (
+            "/problem?reason=CrossOrigin"
+        ), path
+        assert post(path, read, same, csrf=csrf_token(read)) == (
+            "/problem?reason=ReadOnlyTicket"
+        ), path
+    with customer(portal, manage) as api:
+        still = api.get("/endpoints/orders").json()
+    assert still["url"] == receiver.url("/h")
+    assert [i["name"] for i in api_list(portal, manage)] == ["orders"]
+
+
+def api_list(portal: PortalProcess, token: str) -> list[dict[str, Any]]:
+    with customer(portal, token) as api:
+        items: list[dict[str, Any]] = api.get("/endpoints").json()["items"]
+    return items
