@@ -85,9 +85,9 @@ def test_overview_counts_and_chart_then_the_catalog(
         summary: dict[str, Any] = api.get("/summary").json()
         endpoints, deliveries = summary["endpoints"], summary["deliveries"]
         healthy = (endpoints["healthy"], endpoints["failing"], endpoints["disabled"])
-        counts = (deliveries["delivered"], deliveries["failed"])
+        counts = (deliveries["delivered"], deliveries["failed"], deliveries["held"])
         assert healthy == (1, 1, 1), summary
-        assert counts == (EVENTS,) * 2, summary
+        assert counts == (EVENTS,) * 3, summary
         return summary
 
     with customer(portal, answer.json()["ticket"]) as api:
@@ -111,6 +111,7 @@ def test_overview_counts_and_chart_then_the_catalog(
         "pending": 0,
         "delivered": EVENTS,
         "failed": EVENTS,
+        "held": EVENTS,
     }.items():
         count(key).to_have_text(str(value))
     expect(page.locator('[data-count="total"]')).to_contain_text("of at most 20")

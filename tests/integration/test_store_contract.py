@@ -524,6 +524,31 @@ async def test_held_deliveries_are_released_oldest_first(store: Store) -> None:
 
 
 @contract
+async def test_holding_and_releasing_reports_the_endpoints_counts(store: Store) -> None:
+    """An endpoint paused before its first attempt still shows its held deliveries (in the
+    CRD status and the portal), and shows them gone once released."""
+    _, cursor = await store.stats_since(0, NOW)
+    await one(store, "disabled", status=HELD)  # held from the start: a paused endpoint's
+    states, cursor = await store.stats_since(cursor, NOW)
+    [state] = [s for s in states if s.endpoint == "disabled"]
+    assert state.counts["held"] == 1
+
+    held = [await one(store, "paused", at=NOW - 10 + i) for i in range(2)]
+    await claim(store)
+    await store.hold(held, OWNER)
+
+    states, cursor = await store.stats_since(cursor, NOW)
+    [state] = [s for s in states if s.endpoint == "paused"]
+    assert (state.counts["held"], state.counts["pending"]) == (2, 0)
+    assert state.last_delivery_time is None
+
+    assert await store.release_held(NS, "paused", NOW + 1) == 2
+    states, _ = await store.stats_since(cursor, NOW + 1)
+    [state] = [s for s in states if s.endpoint == "paused"]
+    assert (state.counts["held"], state.counts["pending"]) == (0, 2)
+
+
+@contract
 async def test_cancel_endpoint_cancels_its_open_deliveries(store: Store) -> None:
     pending = await one(store, "ep-1", at=NOW - 4)
     failed = await one(store, "ep-1", at=NOW - 3)

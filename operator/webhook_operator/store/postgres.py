@@ -189,6 +189,7 @@ HOLD: Final = """
 UPDATE deliveries
 SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL
 WHERE id = ANY(%(ids)s) AND lease_owner = %(owner)s AND status IN ('pending', 'failed')
+RETURNING namespace, endpoint
 """
 
 # Every released delivery is due at the same moment, so claim's id tiebreak sends them
@@ -197,6 +198,14 @@ RELEASE_HELD: Final = """
 UPDATE deliveries
 SET status = 'pending', next_attempt_at = %(now)s, updated_at = %(now)s
 WHERE namespace = %(namespace)s AND endpoint = %(endpoint)s AND status = 'held'
+"""
+
+# Held or released deliveries change an endpoint's counts without an attempt: a new
+# version makes stats_since report it (with a row, even before its first attempt).
+TOUCH_STATE: Final = """
+INSERT INTO endpoint_states AS s (namespace, endpoint, version)
+VALUES (%(namespace)s, %(endpoint)s, nextval('endpoint_state_version'))
+ON CONFLICT (namespace, endpoint) DO UPDATE SET version = excluded.version
 """
 
 CANCEL_ENDPOINT: Final = """
@@ -516,6 +525,10 @@ class PostgresStore:
                 await cur.executemany(
                     INSERT_DELIVERY, [delivery_params(event, d) for d in deliveries]
                 )
+            held = {
+                (event.namespace, d.endpoint) for d in deliveries if d.status == DeliveryStatus.HELD
+            }
+            await self._touch(cur, held)
         return event.id, len(deliveries), False
 
     async def create_events(
@@ -659,12 +672,27 @@ class PostgresStore:
             await self._rowcount(DEFER, {"ids": delivery_ids, "owner": owner, "until": until})
 
     async def hold(self, delivery_ids: list[str], owner: str) -> None:
-        if delivery_ids:
-            await self._rowcount(HOLD, {"ids": delivery_ids, "owner": owner})
+        if not delivery_ids:
+            return
+        async with self._transaction() as cur:
+            await cur.execute(HOLD, {"ids": delivery_ids, "owner": owner})
+            await self._touch(cur, {(row[0], row[1]) for row in await cur.fetchall()})
 
     async def release_held(self, namespace: str, endpoint: str, now: float) -> int:
         params = {"namespace": namespace, "endpoint": endpoint, "now": now}
-        return await self._rowcount(RELEASE_HELD, params)
+        async with self._transaction() as cur:
+            await cur.execute(RELEASE_HELD, params)
+            released = cur.rowcount
+            if released:
+                await self._touch(cur, {(namespace, endpoint)})
+        return released
+
+    @staticmethod
+    async def _touch(cur: Any, endpoints: set[tuple[str, str]]) -> None:
+        if endpoints:
+            await cur.execute(LOCK_VERSIONS)
+            for namespace, endpoint in sorted(endpoints):
+                await cur.execute(TOUCH_STATE, {"namespace": namespace, "endpoint": endpoint})
 
     async def endpoints_with_open_deliveries(self) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in await self._fetchall(OPEN_ENDPOINTS, {})]

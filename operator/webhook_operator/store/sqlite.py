@@ -146,6 +146,7 @@ HOLD: Final = """
 UPDATE deliveries
 SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL
 WHERE id = ? AND lease_owner = ? AND status IN ('pending', 'failed')
+RETURNING namespace, endpoint
 """
 
 # Every released delivery is due at the same moment, so claim's id tiebreak sends them
@@ -234,6 +235,14 @@ ON CONFLICT (namespace, endpoint) DO UPDATE SET
     disabled_at = NULL,
     consecutive_failures = 0,
     enable_token = coalesce(excluded.enable_token, s.enable_token)
+"""
+
+# Held or released deliveries change an endpoint's counts without an attempt: a new
+# version makes stats_since report it (with a row, even before its first attempt).
+TOUCH_STATE: Final = """
+INSERT INTO endpoint_states AS s (namespace, endpoint, version)
+VALUES (:namespace, :endpoint, (SELECT value FROM endpoint_state_version))
+ON CONFLICT (namespace, endpoint) DO UPDATE SET version = excluded.version
 """
 
 STATE_COLUMNS: Final = """
@@ -511,12 +520,16 @@ class SQLiteStore:
         if not delivery_ids:
             return
         with self._write() as conn:
-            conn.executemany(HOLD, [(i, owner) for i in delivery_ids])
+            touched = {row for i in delivery_ids for row in conn.execute(HOLD, (i, owner))}
+            _touch(conn, touched)
 
     async def release_held(self, namespace: str, endpoint: str, now: float) -> int:
         params = {"namespace": namespace, "endpoint": endpoint, "now": now}
         with self._write() as conn:
-            return conn.execute(RELEASE_HELD, params).rowcount
+            released: int = conn.execute(RELEASE_HELD, params).rowcount
+            if released:
+                _touch(conn, {(namespace, endpoint)})
+            return released
 
     async def endpoints_with_open_deliveries(self) -> list[tuple[str, str]]:
         return [(ns, ep) for ns, ep in self._conn.execute(OPEN_ENDPOINTS)]
@@ -866,4 +879,16 @@ def _insert_event(
             return earlier[0], earlier[1], True
     conn.execute(INSERT_EVENT, event_params(event, len(deliveries)))
     conn.executemany(INSERT_DELIVERY, [delivery_params(event, d) for d in deliveries])
+    _touch(
+        conn, {(event.namespace, d.endpoint) for d in deliveries if d.status == DeliveryStatus.HELD}
+    )
     return event.id, len(deliveries), False
+
+
+def _touch(conn: sqlite3.Connection, endpoints: set[tuple[str, str]]) -> None:
+    """A new version for endpoints whose held deliveries changed (see TOUCH_STATE)."""
+    if endpoints:
+        conn.execute(BUMP_VERSION)
+        conn.executemany(
+            TOUCH_STATE, [{"namespace": ns, "endpoint": ep} for ns, ep in sorted(endpoints)]
+        )
