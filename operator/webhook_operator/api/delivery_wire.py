@@ -177,6 +177,53 @@ class EmitResult(Answer):
     """true when the id was seen within 24 h: nothing new was stored."""
 
 
+MAX_BATCH_EVENTS = 100
+
+
+class EmitBatchRequest(Wire):
+    """Several events for the app at once, each as the single route takes one.
+    (Documentation: ingest reads the body by hand, so that each event is checked alone.)"""
+
+    events: list[EmitRequest] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class EventError(Answer):
+    """Why one event of a batch was not accepted: what the single route would have
+    answered as its error."""
+
+    reason: str
+    """One CamelCase word, the single route's reason, for example InvalidEventType."""
+    message: str
+
+
+class EmitBatchItem(Answer):
+    """What became of one event of a batch. Keys without a value are left out: an
+    accepted event has eventId, deliveries and duplicate; any other has error."""
+
+    index: int
+    """The event's place in the request, from 0; results come in the same order."""
+    status: int
+    """The HTTP status the single route would have answered for this event alone: 202
+    accepted (a duplicate too), 400/413/422 refused (resending it unchanged will not
+    help), 503 not stored (send it again later), 500 failed."""
+    event_id: str | None = None
+    deliveries: int | None = None
+    """How many endpoints it is delivered to."""
+    duplicate: bool | None = None
+    """true when its id was seen within 24 h (earlier, or earlier in this batch): eventId
+    is the earlier event's and nothing new was stored."""
+    error: EventError | None = None
+
+
+class EmitBatchResult(Answer):
+    accepted: int
+    """Events answered 202 (duplicates included)."""
+    failed: int
+    """Events answered anything else: look for them in results."""
+    results: list[EmitBatchItem]
+    """One per event, in the order of the request."""
+
+
 class ReplayWindow(Wire):
     """Deliver again the endpoint's failed and exhausted deliveries created in
     [since, until)."""

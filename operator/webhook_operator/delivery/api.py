@@ -4,6 +4,7 @@ the operator, probes and metrics. Every error is JSON that says what is wrong:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from webhook_operator import __version__, ids
 from webhook_operator.api import delivery_wire as w
 from webhook_operator.delivery import ingest, wire
+from webhook_operator.delivery.registry import AppConfig
 from webhook_operator.http_api import inputs, openapi
 from webhook_operator.http_api.errors import ApiError, error_response, middleware
 from webhook_operator.http_api.openapi import Operation, Param
@@ -37,6 +39,10 @@ STORE_UNAVAILABLE = (
     psycopg.OperationalError,
     psycopg_pool.PoolTimeout,
 )
+STORE_UNAVAILABLE_MESSAGE = (
+    "the delivery service cannot reach its database; nothing was stored, try again"
+)
+RETRY_AFTER = "5"
 MAX_PAGE = 500
 REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED)
 TITLE = "webhook-operator delivery service"
@@ -60,8 +66,29 @@ def _store_unavailable(request: web.Request, exc: Exception) -> web.StreamRespon
     return error_response(
         503,
         "StoreUnavailable",
-        "the delivery service cannot reach its database; nothing was stored, try again",
-        headers={"Retry-After": "5"},
+        STORE_UNAVAILABLE_MESSAGE,
+        headers={"Retry-After": RETRY_AFTER},
+    )
+
+
+def _batch_item(
+    index: int, answer: ingest.IngestError | BaseException | dict[str, Any]
+) -> w.EmitBatchItem:
+    """One event's place in a batch answer: the status and body the single route would
+    have answered for it."""
+    if isinstance(answer, dict):
+        return w.EmitBatchItem.model_validate({"index": index, "status": 202, **answer})
+    if isinstance(answer, ingest.IngestError):
+        status, reason, message = answer.status, answer.reason, answer.message
+    elif isinstance(answer, STORE_UNAVAILABLE):
+        log.warning("batch event %d: the store is unavailable: %s", index, answer)
+        status, reason, message = 503, "StoreUnavailable", STORE_UNAVAILABLE_MESSAGE
+    else:
+        log.error("batch event %d failed", index, exc_info=answer)
+        status, reason = 500, "InternalError"
+        message = "the delivery service failed on this event; see its log"
+    return w.EmitBatchItem(
+        index=index, status=status, error=w.EventError(reason=reason, message=message)
     )
 
 
@@ -172,6 +199,30 @@ class Routes:
                 status=202,
                 errors=(400, 401, 403, 404, 408, 413, 415, 422, 503),
                 tag="ingest",
+            ),
+            Operation(
+                "POST",
+                "/v1/namespaces/{namespace}/apps/{app}/events:batch",
+                self.emit_batch,
+                f"Emit 1 to {ingest.MAX_BATCH_EVENTS} events at once, each checked and stored as"
+                " the single route would, with a result per event (RBAC verb emit)",
+                request=w.EmitBatchRequest,
+                response=w.EmitBatchResult,
+                errors=(400, 401, 403, 404, 408, 413, 415, 503),
+                tag="ingest",
+                description=(
+                    "200 whenever the batch itself could be read: `results` holds one entry per"
+                    " event, in the order sent, with the status the single route would have"
+                    " answered for it (202 accepted, including duplicates; 400, 413 or 422"
+                    " refused, with the same reasons; 503 not stored, retry it). One event"
+                    " refused never fails the others. The batch as a whole is refused, and"
+                    " nothing stored, when it is not an object with an `events` list of 1 to"
+                    f" {ingest.MAX_BATCH_EVENTS} events (400 EmptyBatch, TooManyEvents,"
+                    " MalformedRequest, MalformedJSON), when its body is over the limit"
+                    f" ({ingest.MAX_BATCH_BYTES // 1048576} MiB, each event within the single"
+                    " route's limit: 413 TooLarge), and when the database is down"
+                    " (503 StoreUnavailable, Retry-After)."
+                ),
             ),
             Operation(
                 "GET",
@@ -298,15 +349,62 @@ class Routes:
             request.headers.get("Authorization"), "emit", namespace, app_name
         )
         body = await self._body(request)
+        app = self._app(namespace, app_name)
+        result = await self.svc.accept(namespace, app, ingest.check_event(app, body))
+        return respond(w.EmitResult.model_validate(result), status=202)
+
+    async def emit_batch(self, request: web.Request) -> web.Response:
+        namespace, app_name = _name(request, "namespace"), _name(request, "app")
+        await self.svc.authorizer.require(
+            request.headers.get("Authorization"), "emit", namespace, app_name
+        )
+        settings = self.svc.settings
+        body = await inputs.read_body(
+            request, ingest.batch_limit(settings.max_body), settings.body_timeout
+        )
+        app = self._app(namespace, app_name)
+        checked = ingest.check_batch(app, body, settings.max_body)
+        results = await self._accept_batch(namespace, app, checked)
+        accepted = sum(r.status == 202 for r in results)
+        answer = w.EmitBatchResult(
+            accepted=accepted, failed=len(results) - accepted, results=results
+        )
+        return web.Response(
+            body=answer.model_dump_json(exclude_none=True),
+            content_type="application/json",
+            headers={"Retry-After": RETRY_AFTER} if any(r.status == 503 for r in results) else None,
+        )
+
+    async def _accept_batch(
+        self, namespace: str, app: AppConfig, checked: list[ingest.Submitted | ingest.IngestError]
+    ) -> list[w.EmitBatchItem]:
+        """Every valid event through the single route's path at once: the ingest batcher
+        stores them in as few commits as the store allows, in this order (a repeated id is
+        a duplicate of its first use), and answers each one alone."""
+        valid = [(i, c) for i, c in enumerate(checked) if isinstance(c, ingest.Submitted)]
+        outcomes = await asyncio.gather(
+            *(self.svc.accept(namespace, app, submitted) for _, submitted in valid),
+            return_exceptions=True,
+        )
+        stored = any(isinstance(o, dict) for o in outcomes)
+        for outcome in outcomes:
+            if isinstance(outcome, STORE_UNAVAILABLE) and not stored:
+                raise outcome  # nothing was stored: 503 for the whole batch, send it all again
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled
+        stored_as = {index: o for (index, _), o in zip(valid, outcomes, strict=True)}
+        return [
+            _batch_item(i, stored_as[i] if isinstance(c, ingest.Submitted) else c)
+            for i, c in enumerate(checked)
+        ]
+
+    def _app(self, namespace: str, app_name: str) -> AppConfig:
         app = self.svc.registry.apps.get((namespace, app_name))
         if app is None:
             raise ApiError(
                 404, "AppNotFound", f"WebhookApp {app_name} does not exist in namespace {namespace}"
             )
-        submitted = ingest.parse_body(body)
-        ingest.check_catalog(app, submitted)
-        result = await self.svc.accept(namespace, app, submitted)
-        return respond(w.EmitResult.model_validate(result), status=202)
+        return app
 
     # -- history ---------------------------------------------------------------------------
 
