@@ -909,7 +909,8 @@ async def test_activity_counts_an_apps_deliveries_per_hour_of_creation(store: St
 
 def test_sqlite_activity_reads_the_apps_delivery_index(tmp_path: Path) -> None:
     """The window is narrowed by the (namespace, app, id) index, not a table scan."""
-    from webhook_operator.store.sqlite import ACTIVITY, activity_params
+    from webhook_operator.store.rows import activity_params
+    from webhook_operator.store.sqlite import QUERIES
 
     store = SQLiteStore(str(tmp_path / "plan.db"))
     asyncio.run(store.open())
@@ -917,7 +918,7 @@ def test_sqlite_activity_reads_the_apps_delivery_index(tmp_path: Path) -> None:
         conn = store._conn
         params = activity_params(NS, APP, NOW - DAY, NOW, 3600.0)
         plan = " ".join(
-            str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + ACTIVITY, params)
+            str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + QUERIES.activity, params)
         )
         assert "deliveries_app" in plan, plan
         assert "id>?" in plan, plan

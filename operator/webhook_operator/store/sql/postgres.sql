@@ -1,0 +1,82 @@
+-- What only the PostgreSQL store runs (the rest is queries.sql). Replicas share the
+-- database, so what SQLite gets from being the only writer is done with locks here
+-- (store/postgres.py says which and why). Transaction-level advisory locks use the
+-- two-key form with a class of our own as the first key, apart from the migration lock
+-- (one-key form) and anything else using advisory locks.
+
+-- name: claim
+-- The inner SELECT walks the deliveries_due index in order and locks what it picks,
+-- skipping rows other claimers hold. next_attempt_at is returned to restore that order,
+-- which RETURNING does not keep; the first columns are Claimed's.
+UPDATE deliveries AS d
+SET lease_owner = :owner, lease_until = :lease_until
+FROM events AS e
+WHERE e.id = d.event_id
+  AND d.id IN (
+      SELECT id
+      FROM deliveries
+      WHERE status IN ('pending', 'failed')
+        AND next_attempt_at <= :now
+        AND (lease_until IS NULL OR lease_until <= :now)
+      ORDER BY next_attempt_at, id
+      LIMIT :limit
+      FOR UPDATE SKIP LOCKED
+  )
+RETURNING d.id, d.event_id, d.namespace, d.app, d.endpoint, e.type, e.payload, d.attempts,
+          e.created_at, d.next_attempt_at;
+
+-- name: next_version
+-- Versions come from a sequence, taken under a lock held until commit so they also
+-- commit in order: a reader that has seen version N never later finds a newly committed
+-- N-1 behind its stats cursor. The materialized CTE takes the lock before nextval runs.
+WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(1002, 0))
+SELECT nextval('endpoint_state_version') FROM locked;
+
+-- name: lock_idempotency_key
+-- Held until commit, so a concurrent submission with the same key waits, then finds the
+-- first one.
+SELECT pg_advisory_xact_lock(1001, hashtext(:lock_key));
+
+-- name: lock_owner
+-- Held by the owner's own session for as long as it claims.
+SELECT pg_try_advisory_lock(1003, hashtext(:owner));
+
+-- name: register_owner
+INSERT INTO lease_owners (owner, started_at, heartbeat_at)
+VALUES (:owner, :now, :now)
+ON CONFLICT (owner) DO UPDATE SET
+    started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at;
+
+-- name: beat
+UPDATE lease_owners SET heartbeat_at = :now WHERE owner = :owner;
+
+-- name: reap_owners
+-- Owners that are gone (their lock can be taken: the session that held it has ended) or
+-- silent. The lock taken here is held until commit, so a gone owner's leases are given
+-- back by one transaction only. A row renewed by a concurrent heartbeat is re-read before
+-- it is deleted, and kept: its owner is alive after all.
+DELETE FROM lease_owners
+WHERE owner <> :owner
+  AND (heartbeat_at < :stale_before OR pg_try_advisory_xact_lock(1003, hashtext(owner)))
+RETURNING owner;
+
+-- name: unregister_owner
+DELETE FROM lease_owners WHERE owner = :owner;
+
+-- name: release_leases
+-- The leases of every owner in :owners: the gone ones, or one shutting down. Leases
+-- exist only on open deliveries, so this reads the deliveries_due index.
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+WHERE status IN ('pending', 'failed') AND lease_owner = ANY(:owners);
+
+-- name: activity
+-- An app's deliveries per bucket of creation time. The id bound lets the deliveries_app
+-- index (namespace, app, id) read only the window; created_at decides exactly.
+SELECT floor((d.created_at - :since) / :bucket)::bigint AS slot,
+    count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
+    count(*) FILTER (WHERE d.status IN ('failed', 'exhausted')) AS failed
+FROM deliveries AS d
+WHERE d.namespace = :namespace AND d.app = :app AND d.id >= :first_id
+  AND d.created_at >= :since AND d.created_at < :now
+GROUP BY slot;

@@ -1,0 +1,46 @@
+-- What only the SQLite store runs (the rest is queries.sql). One process claims from a
+-- file (store/sqlite.py), and every write transaction holds the file's write lock from
+-- BEGIN IMMEDIATE, so a claim is a plain read followed by the lease updates.
+
+-- name: select_due
+-- The oldest due deliveries whose lease is free or expired; the columns are Claimed's.
+SELECT d.id, d.event_id, d.namespace, d.app, d.endpoint, e.type, e.payload, d.attempts,
+       e.created_at
+FROM deliveries AS d
+JOIN events AS e ON e.id = d.event_id
+WHERE d.status IN ('pending', 'failed')
+  AND d.next_attempt_at <= :now
+  AND (d.lease_until IS NULL OR d.lease_until <= :now)
+ORDER BY d.next_attempt_at, d.id
+LIMIT :limit;
+
+-- name: take_lease
+UPDATE deliveries SET lease_owner = :owner, lease_until = :lease_until WHERE id = :id;
+
+-- name: next_version
+-- SQLite has no sequences: a one-row counter, bumped in the writing transaction, which
+-- holds the write lock, so versions commit in order.
+UPDATE endpoint_state_version SET value = value + 1 RETURNING value;
+
+-- name: release_all_leases
+-- At registration every lease is an earlier process's (it held the claim lock).
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+WHERE status IN ('pending', 'failed') AND lease_owner IS NOT NULL;
+
+-- name: activity
+-- An app's deliveries per bucket of creation time. The id bound lets the deliveries_app
+-- index (namespace, app, id) read only the window; created_at decides exactly. The slot
+-- is never negative, so CAST's truncation is the floor.
+SELECT CAST((d.created_at - :since) / :bucket AS INTEGER) AS slot,
+    count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
+    count(*) FILTER (WHERE d.status IN ('failed', 'exhausted')) AS failed
+FROM deliveries AS d
+WHERE d.namespace = :namespace AND d.app = :app AND d.id >= :first_id
+  AND d.created_at >= :since AND d.created_at < :now
+GROUP BY slot;
+
+-- name: release_owner_leases
+-- A clean shutdown gives back what it did not finish. Leases exist only on open
+-- deliveries (every other transition clears them), so this reads the deliveries_due index.
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+WHERE status IN ('pending', 'failed') AND lease_owner = :owner;
