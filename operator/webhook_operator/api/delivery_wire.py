@@ -207,6 +207,7 @@ class EmitBatchItem(Answer):
     accepted (a duplicate too), 400/413/422 refused (resending it unchanged will not
     help), 503 not stored (send it again later), 500 failed."""
     event_id: str | None = None
+    """The event's id, as in the webhook-id header of its deliveries."""
     deliveries: int | None = None
     """How many endpoints it is delivered to."""
     duplicate: bool | None = None
