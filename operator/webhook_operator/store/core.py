@@ -93,6 +93,9 @@ class Tx(Protocol):
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]: ...
 
+    async def execute_each(self, sql: str, params: Sequence[Params]) -> list[int]:
+        """Run a statement once per parameter set; the rows each changed."""
+
     async def fetch_each(self, sql: str, params: Sequence[Params]) -> list[list[Row]]:
         """Run a `... RETURNING` statement once per parameter set; the rows of each."""
 
@@ -248,10 +251,10 @@ class StoreCore:
         if not results:
             return
         async with self.db.transaction() as tx:
-            applied = await tx.fetch_each(
+            applied = await tx.execute_each(
                 self.q.finish_delivery, [rows.finish_params(r, now) for r in results]
             )
-            kept = [r for r, returned in zip(results, applied, strict=True) if returned]
+            kept = [r for r, changed in zip(results, applied, strict=True) if changed]
             if not kept:
                 return
             await tx.executemany(self.q.insert_attempt, [rows.attempt_params(r) for r in kept])

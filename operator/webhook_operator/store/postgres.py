@@ -158,6 +158,10 @@ class PostgresConnector:
         async with self.connection() as tx:
             return await tx.fetchall(sql, params)
 
+    async def execute_each(self, sql: str, params: Sequence[Params]) -> list[int]:
+        async with self.connection() as tx:
+            return await tx.execute_each(sql, params)
+
     async def fetch_each(self, sql: str, params: Sequence[Params]) -> list[list[Row]]:
         async with self.connection() as tx:
             return await tx.fetch_each(sql, params)
@@ -314,6 +318,16 @@ class CursorTx:
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         await self.cur.execute(sql, params)
         return await self.cur.fetchall()
+
+    async def execute_each(self, sql: str, params: Sequence[Params]) -> list[int]:
+        if not params:
+            return []
+        # In pipeline mode; with returning=True each statement keeps its own result.
+        await self.cur.executemany(sql, params, returning=True)
+        counts = [self.cur.rowcount]
+        while self.cur.nextset():
+            counts.append(self.cur.rowcount)
+        return counts
 
     async def fetch_each(self, sql: str, params: Sequence[Params]) -> list[list[Row]]:
         if not params:

@@ -1,10 +1,13 @@
-"""The SQLite store: the delivery service's storage when one replica runs.
+"""The SQLite store: the delivery service's storage when one replica runs. What it does
+is `core.StoreCore`, as for PostgreSQL; this is its connector, and `sql/sqlite.sql`
+holds the statements only SQLite runs.
 
 sqlite3 is called straight from the async methods, with no thread hop: every call is one
 short transaction on a local file (WAL, synchronous=NORMAL), which costs less than
-handing it to a thread on a small machine. Because nothing awaits inside a transaction,
-coroutines of this process cannot interleave within one, and `BEGIN IMMEDIATE` takes the
-write lock up front so a transaction never fails half-way on a busy database.
+handing it to a thread on a small machine. The connector's statement methods are
+coroutines that never suspend, so nothing awaits inside a transaction: coroutines of this
+process cannot interleave within one, and `BEGIN IMMEDIATE` takes the write lock up front
+so a transaction never fails half-way on a busy database.
 
 One process claims from a file at a time: `register_owner` takes an exclusive lock on
 `<file>.claim.lock` (flock, held until the store closes; the kernel drops it when the
@@ -25,6 +28,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final
+
+import orjson
 
 from webhook_operator.store import migrations, queries
 from webhook_operator.store.base import Sweep
@@ -139,6 +144,10 @@ class SQLiteConnector:
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         return self.conn.execute(sql, params).fetchall()
 
+    async def execute_each(self, sql: str, params: Sequence[Params]) -> list[int]:
+        conn = self.conn
+        return [conn.execute(sql, p).rowcount for p in params]
+
     async def fetch_each(self, sql: str, params: Sequence[Params]) -> list[list[Row]]:
         conn = self.conn
         return [conn.execute(sql, p).fetchall() for p in params]
@@ -174,10 +183,10 @@ class SQLiteConnector:
         async with self.transaction():
             conn = self.conn
             rows = conn.execute(self.q.select_due, {"now": now, "limit": limit}).fetchall()
-            conn.executemany(
-                self.q.take_lease,
-                [{"owner": owner, "lease_until": lease_until, "id": row[0]} for row in rows],
-            )
+            if rows:
+                ids = orjson.dumps([row[0] for row in rows]).decode()
+                params = {"owner": owner, "lease_until": lease_until, "ids": ids}
+                conn.execute(self.q.take_lease, params)
         return rows
 
     async def register_owner(self, owner: str, now: float) -> int:

@@ -39,7 +39,8 @@ VALUES (
 
 -- name: finish_delivery
 -- Applies only while `owner` is still the lease holder (nobody claimed the delivery since,
--- even if the lease ran out) and no later attempt was recorded; the id says it applied.
+-- even if the lease ran out) and no later attempt was recorded: a row count of 0 says
+-- the result changes nothing.
 UPDATE deliveries
 SET status = :status,
     attempts = :attempt,
@@ -52,8 +53,7 @@ SET status = :status,
 WHERE id = :delivery_id
   AND lease_owner = :owner
   AND attempts = :attempt - 1
-  AND status IN ('pending', 'failed')
-RETURNING id;
+  AND status IN ('pending', 'failed');
 
 -- name: insert_attempt
 INSERT INTO attempts (

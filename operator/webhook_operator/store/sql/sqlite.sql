@@ -15,7 +15,9 @@ ORDER BY d.next_attempt_at, d.id
 LIMIT :limit;
 
 -- name: take_lease
-UPDATE deliveries SET lease_owner = :owner, lease_until = :lease_until WHERE id = :id;
+-- The selected deliveries, their ids as one JSON array: one statement, not one per row.
+UPDATE deliveries SET lease_owner = :owner, lease_until = :lease_until
+WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: next_version
 -- SQLite has no sequences: a one-row counter, bumped in the writing transaction, which
