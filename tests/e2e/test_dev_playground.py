@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 
 from webhook_operator.devcluster.binaries import kubectl_binary
 
@@ -302,6 +303,29 @@ def test_the_portal_url_opens_the_sample_apps_catalog(playground: Running) -> No
         timeout=30,
     )
     assert read.status_code == 200, read.text
+
+
+def test_the_printed_portal_url_lets_a_newcomer_add_an_endpoint_in_a_browser(
+    playground: Running, page: Page
+) -> None:
+    """What the banner promises: open the printed URL and use the page, here by adding an
+    endpoint that points at the playground's own receiver (plain http on 127.0.0.1, which
+    the sample app's portal settings allow) and sending it a test ping."""
+    sample = playground.portal_get("/v1/portal/endpoints").json()["items"][0]
+    page.goto(playground.state()["portalUrl"])
+    page.wait_for_url(re.compile(r"/endpoints$"))
+    expect(page.locator(".app-name")).to_have_text("Billing (playground)")
+    expect(page.locator(f'[data-name="{sample["name"]}"]')).to_be_visible()
+
+    page.get_by_role("link", name="New endpoint").click()
+    page.get_by_label("URL", exact=True).fill(sample["url"].rstrip("/") + "/from-the-page")
+    page.get_by_role("group", name="Billing").get_by_label("invoice.paid", exact=True).check()
+    page.get_by_label("Name").fill("tried-in-the-browser")
+    page.get_by_role("button", name="Create endpoint").click()
+    expect(page.get_by_text("Store this secret now.")).to_be_visible()
+    page.get_by_role("link", name="I have stored it: open the endpoint").click()
+    page.get_by_role("button", name="Send test ping").click()
+    expect(page.locator('[data-field="status"]')).to_have_text(re.compile(r"^2\d\d$"))
 
 
 def test_a_second_playground_on_the_same_directory_is_refused(playground: Running) -> None:

@@ -68,10 +68,13 @@ def sample_objects(receiver_url: str) -> list[dict[str, Any]]:
         "metadata": {"name": SAMPLE_APP, "namespace": SAMPLE_NAMESPACE},
         "spec": {
             "description": "Sample app of the dev playground",
+            # The receiver you try endpoints with is plain http on 127.0.0.1.
+            "portal": {"allowInsecureHttp": True, "displayName": "Billing (playground)"},
             "eventTypes": [
                 {
                     "name": "invoice.paid",
                     "category": "Billing",
+                    "description": "An invoice was paid in full.",
                     "schema": {
                         "type": "object",
                         "required": ["invoiceId"],
@@ -81,7 +84,11 @@ def sample_objects(receiver_url: str) -> list[dict[str, Any]]:
                         },
                     },
                 },
-                {"name": "invoice.created", "category": "Billing"},
+                {
+                    "name": "invoice.created",
+                    "category": "Billing",
+                    "description": "An invoice was issued to a customer.",
+                },
             ],
         },
     }
