@@ -59,6 +59,33 @@ ADMIT_HORIZON = 0.02
 CATCH_UP = 0.05
 
 
+class StoreOutage:
+    """Claiming while the store fails (PostgreSQL restarting, SQLite locked past its busy
+    timeout): the loop keeps going, backing off, and says so once per outage rather than
+    once per try; the deliveries it could not claim or hold are still leased or due in
+    the store and are claimed again once it answers."""
+
+    FIRST, MOST = 0.2, 5.0
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.since: float | None = None
+
+    def failed(self, exc: Exception) -> float:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("claiming deliveries failed, retrying until the store answers: %s", exc)
+        self.delay = min(self.MOST, max(self.FIRST, self.delay * 2))
+        return self.delay
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "claiming deliveries works again after %.1fs", time.monotonic() - self.since
+            )
+        self.since, self.delay = None, 0.0
+
+
 @dataclass
 class DispatcherSettings:
     owner: str
@@ -156,14 +183,20 @@ class Dispatcher:
             return
         flusher = asyncio.create_task(self._flush_loop())
         heartbeats = self._heartbeats = asyncio.create_task(self._heartbeat_loop())
+        outage = StoreOutage()
         try:
             while not self.draining:
                 async with self._claiming:
                     if self.draining:
                         break
-                    claimed = await self._claim()
-                    if claimed:
-                        await self._dispatch(claimed)
+                    try:
+                        claimed = await self._claim()
+                        if claimed:
+                            await self._dispatch(claimed)
+                    except Exception as exc:  # the store is down or locked: wait, retry
+                        await asyncio.sleep(outage.failed(exc))
+                        continue
+                outage.recovered()
                 if not claimed:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
