@@ -39,6 +39,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from webhook_operator.delivery.endpoint_states import EndpointStates
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender, SendResult
@@ -111,7 +112,9 @@ class Dispatcher:
     sender: Sender
     metrics: Metrics
     settings: DispatcherSettings
-    disabled: dict[NsName, str] = field(default_factory=dict)
+    # Which endpoints are paused or disabled: asked at claim time and again just before
+    # sending, so a disable recorded by any replica stops this one within a refresh.
+    states: EndpointStates
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _slots: asyncio.Semaphore | None = None
     _per_endpoint: dict[NsName, asyncio.Semaphore] = field(default_factory=dict)
@@ -125,6 +128,8 @@ class Dispatcher:
     # Attempts not yet sending (waiting for their rate-limit turn or a concurrency slot),
     # with their claims: these can be given back without losing or repeating anything.
     _waiting: dict[asyncio.Task[None], Claimed] = field(default_factory=dict)
+    # Claims found paused or disabled just before sending: held with the next flush.
+    _late_holds: list[Claimed] = field(default_factory=list)
     # Held while claiming and dispatching, so shutdown knows when claiming has stopped.
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _heartbeats: asyncio.Task[None] | None = None
@@ -323,6 +328,7 @@ class Dispatcher:
         assert self._slots is not None
         now = time.time()
         holds: list[str] = []
+        held: set[NsName] = set()
         defers: dict[float, list[str]] = defaultdict(list)
         gone: set[NsName] = set()
         for item in claimed:
@@ -331,8 +337,9 @@ class Dispatcher:
             if config is None:
                 gone.add(key)
                 continue
-            if not config.active or key in self.disabled:
+            if self.states.holds(key):
                 holds.append(item.delivery_id)
+                held.add(key)
                 continue
             # Sending plus waiting to send: beyond five times the endpoint's concurrency a
             # slow receiver would tie up the service's slots, so the rest waits in the store.
@@ -356,6 +363,7 @@ class Dispatcher:
             task.add_done_callback(functools.partial(self._attempt_done, key))
         if holds:
             await self.store.hold(holds, self.settings.owner)
+            await self.states.held(held)
         for until, ids in defers.items():
             await self.store.defer(ids, self.settings.owner, until)
         for namespace, endpoint in gone:
@@ -409,6 +417,11 @@ class Dispatcher:
                 task = asyncio.current_task()
                 if task is not None:
                     self._waiting.pop(task, None)  # sending from here on
+                if self.states.holds((item.namespace, item.endpoint)):
+                    # Disabled (by any replica) or paused since it was claimed.
+                    self._late_holds.append(item)
+                    self._flush_now.set()
+                    return
                 result = await self._send(item, config)
             self._results.append(result)
             if len(self._results) >= self.settings.flush_batch:
@@ -484,7 +497,7 @@ class Dispatcher:
             else:
                 status = DeliveryStatus.FAILED
         if disable:
-            self.disabled[key] = disable
+            self.states.note_disabled(key, disable)
             self.metrics.count(self.metrics.deliveries, item.namespace, item.endpoint, "exhausted")
             log.warning("endpoint %s/%s disabled: %s", item.namespace, item.endpoint, disable)
         return AttemptResult(
@@ -512,6 +525,7 @@ class Dispatcher:
             await self._flush()
 
     async def _flush(self) -> None:
+        await self._hold_late()
         if not self._results:
             return
         batch, self._results = self._results, []
@@ -521,3 +535,14 @@ class Dispatcher:
             log.exception("recording %d attempts failed; retrying", len(batch))
             self._results = batch + self._results
             await asyncio.sleep(0.5)
+
+    async def _hold_late(self) -> None:
+        if not self._late_holds:
+            return
+        late, self._late_holds = self._late_holds, []
+        try:
+            await self.store.hold([item.delivery_id for item in late], self.settings.owner)
+            await self.states.held({(item.namespace, item.endpoint) for item in late})
+        except Exception:
+            # Still leased to this owner: given back at shutdown or when the lease ends.
+            log.exception("holding %d deliveries failed", len(late))

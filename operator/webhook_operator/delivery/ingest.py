@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -235,11 +236,11 @@ def build(
     app: AppConfig,
     submitted: Submitted,
     subscribers: list[EndpointConfig],
-    disabled: set[tuple[str, str]],
+    holds: Callable[[EndpointConfig], bool],
     now: float,
 ) -> tuple[NewEvent, list[NewDelivery]]:
-    """The event and one delivery per subscribed endpoint; paused or disabled endpoints
-    get theirs held, to be delivered when they are active again."""
+    """The event and one delivery per subscribed endpoint; endpoints that `holds` says
+    are paused or disabled get theirs held, to be delivered when they are active again."""
     event_id = ids.event_id(now)
     event = NewEvent(
         id=event_id,
@@ -252,7 +253,7 @@ def build(
     )
     deliveries = []
     for endpoint in subscribers:
-        held = not endpoint.active or (endpoint.namespace, endpoint.name) in disabled
+        held = holds(endpoint)
         deliveries.append(
             NewDelivery(
                 id=ids.delivery_id(now),

@@ -21,6 +21,7 @@ from webhook_operator.api.names import K8S_MANAGED_BY, MANAGER
 from webhook_operator.delivery import ingest
 from webhook_operator.delivery.api import Routes, metrics_app
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
+from webhook_operator.delivery.endpoint_states import EndpointStates
 from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
@@ -35,6 +36,7 @@ from webhook_operator.url_policy import AddressPolicy
 log = logging.getLogger(__name__)
 GENERATED_SECRETS = f"{K8S_MANAGED_BY}={MANAGER}"
 PING_TYPE = "webhook.ping"
+HELD = DeliveryStatus.HELD
 
 
 @dataclass
@@ -74,15 +76,19 @@ class Service:
         self.registry = Registry(listener=self)
         self.authorizer = Authorizer(api)
         self.sender = Sender(AddressPolicy.from_strings(settings.allow_cidrs))
+        # The one place that knows which endpoints are disabled (the store's truth, shared
+        # by every replica): ingest, ping and the dispatcher ask it.
+        self.states = EndpointStates(store, self.registry, self.metrics)
         self.dispatcher = Dispatcher(
             store,
             self.registry,
             self.sender,
             self.metrics,
             settings.dispatcher or DispatcherSettings(owner=settings.owner),
+            self.states,
         )
+        self.states.released = self.dispatcher.wake
         self.ingest = IngestBatcher(store)
-        self.enable_tokens: dict[tuple[str, str], str | None] = {}
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._user_secrets_wanted = asyncio.Event()
@@ -94,12 +100,16 @@ class Service:
     ) -> dict[str, Any]:
         now = time.time()
         subscribers = self.registry.subscribers(namespace, app.name, submitted.type)
-        disabled = set(self.dispatcher.disabled)
-        event, deliveries = ingest.build(namespace, app, submitted, subscribers, disabled, now)
+        event, deliveries = ingest.build(
+            namespace, app, submitted, subscribers, self.states.holds_config, now
+        )
         event_id, count, duplicate = await self.ingest.submit(event, deliveries)
         if not duplicate:
             self.metrics.events.labels(namespace, app.name).inc()
             self.dispatcher.wake()
+            held = [(namespace, d.endpoint) for d in deliveries if d.status is HELD]
+            if held:
+                await self.states.held(held)
         return {"eventId": event_id, "deliveries": count, "duplicate": duplicate}
 
     async def ping(self, namespace: str, endpoint: str, app: str) -> dict[str, Any]:
@@ -118,13 +128,12 @@ class Service:
             created_at=now,
         )
         delivery_id = ids.delivery_id(now)
-        config = self.registry.endpoints.get((namespace, endpoint))
-        held = (
-            config is None or not config.active or (namespace, endpoint) in self.dispatcher.disabled
-        )
-        status = DeliveryStatus.HELD if held else DeliveryStatus.PENDING
+        held = self.states.holds((namespace, endpoint))
+        status = HELD if held else DeliveryStatus.PENDING
         await self.store.create_event(event, [NewDelivery(delivery_id, endpoint, status, now)])
         self.dispatcher.wake()
+        if held:
+            await self.states.held([(namespace, endpoint)])
         return {"eventId": event_id, "deliveryId": delivery_id, "held": held}
 
     # -- configuration changes (Registry listener) ----------------------------------------
@@ -138,50 +147,32 @@ class Service:
         if new is None:
             if old is not None:
                 key = (old.namespace, old.name)
-                self.dispatcher.disabled.pop(key, None)
                 self.dispatcher.forget_endpoint(key)
+                self._spawn(self.states.forget(key))
                 self._spawn(self.store.cancel_endpoint(old.namespace, old.name, time.time()))
             return
         key = (new.namespace, new.name)
         if not new.generated_secret:
             self._user_secrets_wanted.set()
-        reenable = (
-            key in self.dispatcher.disabled
-            and new.enable_token is not None
-            and (
-                (old is not None and new.enable_token != old.enable_token)
-                or (old is None and new.enable_token != self.enable_tokens.get(key))
-            )
-        )
-        if reenable:
-            self._spawn(self._reenable(new))
-        elif (
-            old is not None
-            and not old.active
-            and new.active
-            and key not in self.dispatcher.disabled
+        # A new `enable` value is checked against the store, whatever this replica's copy
+        # says (another replica may have disabled the endpoint a moment ago); one seen in
+        # the first listing only for endpoints known disabled (one read each, not one per
+        # endpoint). The store says whether the value was acted on already.
+        token = new.enable_token
+        if token is not None and (
+            (old is not None and token != old.enable_token)
+            or (old is None and self.states.disabled(key) is not None)
         ):
-            self._spawn(self._release(new))
+            self._spawn(self._enable_or_resume(old, new))
+        elif old is not None and not old.active and new.active and not self.states.holds(key):
+            self._spawn(self.states.release(key))
 
-    async def _reenable(self, config: EndpointConfig) -> None:
-        key = (config.namespace, config.name)
-        now = time.time()
-        await self.store.set_disabled(
-            config.namespace, config.name, None, now, enable_token=config.enable_token
-        )
-        self.dispatcher.disabled.pop(key, None)
-        self.enable_tokens[key] = config.enable_token
-        log.info("endpoint %s/%s enabled again", *key)
-        if config.active:
-            await self._release(config)
-
-    async def _release(self, config: EndpointConfig) -> None:
-        released = await self.store.release_held(config.namespace, config.name, time.time())
-        if released:
-            log.info(
-                "released %d held deliveries to %s/%s", released, config.namespace, config.name
-            )
-        self.dispatcher.wake()
+    async def _enable_or_resume(self, old: EndpointConfig | None, new: EndpointConfig) -> None:
+        key = (new.namespace, new.name)
+        if await self.states.enable(new):
+            return
+        if old is not None and not old.active and new.active and not self.states.holds(key):
+            await self.states.release(key)
 
     # -- background loops ------------------------------------------------------------------
 
@@ -212,7 +203,6 @@ class Service:
             self.metrics.queue_scheduled.set(stats.scheduled)
             self.metrics.oldest_due.set(stats.oldest_due_age)
             self.metrics.held.set(stats.held)
-            self.metrics.disabled.set(len(self.dispatcher.disabled))
             await asyncio.sleep(5)
 
     async def _purge(self) -> None:
@@ -225,6 +215,7 @@ class Service:
     async def _cancel_for_deleted_endpoints(self) -> None:
         """Endpoints deleted while this service was down never sent their deletion through
         the watch; their queued deliveries are cancelled once the first listing is in."""
+        await self.states.forget_missing(self.registry.endpoints)
         for namespace, endpoint in await self.store.endpoints_with_open_deliveries():
             if (namespace, endpoint) not in self.registry.endpoints:
                 cancelled = await self.store.cancel_endpoint(namespace, endpoint, time.time())
@@ -261,10 +252,7 @@ class Service:
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
-        for state in await self.store.disabled_endpoints():
-            key = (state.namespace, state.endpoint)
-            self.dispatcher.disabled[key] = state.disabled_reason or "Disabled"
-            self.enable_tokens[key] = state.enable_token
+        await self.states.load()
         self.informers = self._informers()
         # Apps before endpoints, so endpoint configs see their app's defaults at once.
         watch_tasks = [asyncio.create_task(i.run()) for i in self.informers]
@@ -287,6 +275,7 @@ class Service:
             )
         loops = [
             asyncio.create_task(self.dispatcher.run()),
+            asyncio.create_task(self.states.run()),
             asyncio.create_task(self._refresh_user_secrets()),
             asyncio.create_task(self._gauges()),
             asyncio.create_task(self._purge()),
