@@ -4,6 +4,7 @@ a rate limit, timed against the rate limit's ideal (deliveries / rate).
     .venv/bin/python -m bench.recovery --deliveries 10000 --rate 500
     .venv/bin/python -m bench.recovery --store postgresql://... (an empty database)
     .venv/bin/python -m bench.recovery --smoke          (tiny, for CI)
+    .venv/bin/python -m bench.recovery --processes 3    (three replicas, PostgreSQL)
 
 One endpoint is created with `active: false`; events posted through the real ingest API
 are stored as held. Once the service reports them all held (and the receiver has seen
@@ -17,6 +18,12 @@ one slot of the ideal reported here (deliveries / rate). A larger burst lowers t
 by (burst - 1) / rate. Finishing well under the ideal would mean the limit was not kept,
 so `within_10_percent` is checked on both sides, and `max_in_any_second` (arrivals in the
 busiest one-second span) should stay at or below rate + burst.
+
+With --processes N, N delivery-service processes share one PostgreSQL database (a local
+throwaway server unless --store names one) and the events are posted to them in turn, as
+a Service spreads producers over replicas. The rate limit is the endpoint's, not each
+process's: the drain is timed against the same ideal, so a limit enforced per replica
+shows as a ratio near 1/N and a busiest second near N times the rate.
 
 Traffic stays on 127.0.0.1; every wait is bounded by --timeout."""
 
@@ -102,12 +109,17 @@ async def enable(kubeconfig: Path, rate: int, burst: int) -> float:
         await api.close()
 
 
+def max_rss(setup: Setup) -> float:
+    """The largest delivery-service process (they share the work, so each is one share)."""
+    return max(rss_mb(pid) for pid in setup.delivery_pids)
+
+
 def wait_drained(setup: Setup, expected: int, deadline: float) -> Drain:
     stats: dict[str, float] = {"count": 0, "first": 0.0, "last": 0.0}
-    peak = rss_mb(setup.delivery_pid)
+    peak = max_rss(setup)
     while time.time() < deadline:
         stats = receiver_stats(setup)
-        peak = max(peak, rss_mb(setup.delivery_pid))
+        peak = max(peak, max_rss(setup))
         if stats["count"] >= expected:
             break
         time.sleep(0.2)
@@ -141,14 +153,16 @@ def arrival_times(setup: Setup) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    with running(1, args.store, args.settle, spec={"active": False}) as setup:
-        idle_rss = rss_mb(setup.delivery_pid)
+    with running(
+        1, args.store, args.settle, spec={"active": False}, processes=args.processes
+    ) as setup:
+        idle_rss = max_rss(setup)
         post_seconds = asyncio.run(
-            post_events(setup.ingest_url, setup.token, args.deliveries, args.concurrency)
+            post_events(setup.ingest_urls, setup.token, args.deliveries, args.concurrency)
         )
         held = wait_held(setup, args.deliveries, timeout=60)
         early = int(receiver_stats(setup)["count"])  # must be 0: the endpoint is paused
-        held_rss = rss_mb(setup.delivery_pid)
+        held_rss = max_rss(setup)
         started = asyncio.run(enable(setup.kubeconfig, args.rate, args.burst))
         drain = wait_drained(setup, args.deliveries, started + args.timeout)
         ideal = args.deliveries / args.rate
@@ -157,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         times = arrival_times(setup)
         return {
             "store": setup.store,
+            "processes": args.processes,
             "deliveries": args.deliveries,
             "held_before_enable": held,
             "delivered_while_paused": early,
@@ -181,6 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def table(result: dict[str, object]) -> str:
     """Plain text, and free of braces: the smoke test reads the JSON from the first one."""
     rows = [
+        ("store / processes", f"{result['store']} / {result['processes']}"),
         ("deliveries (held, then drained)", f"{result['deliveries']:,}"),
         ("rate limit", f"{result['rate']}/s, burst {result['burst']}"),
         ("ideal (deliveries / rate)", f"{result['ideal_seconds']} s"),
@@ -193,7 +209,7 @@ def table(result: dict[str, object]) -> str:
         ("most arrivals in any 1 s", str(result["max_in_any_second"])),
         ("first delivery after patch", f"{result['seconds_to_first_delivery']} s"),
         (
-            "delivery service RSS idle/held/peak",
+            "delivery service RSS idle/held/peak (largest process)",
             f"{result['rss_mb_idle']} / {result['rss_mb_held']} / {result['rss_mb_peak_drain']} MB",
         ),
     ]
@@ -208,7 +224,15 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--burst", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--store", default=None)
+    parser.add_argument(
+        "--store", default=None, help="a DSN, or postgres for a throwaway local server"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="delivery-service processes sharing the store (PostgreSQL when more than one)",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
@@ -216,8 +240,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.deliveries, args.rate, args.timeout = 200, 100, 60
+    if args.processes > 1 and args.store is None:
+        args.store = "postgres"  # replicas share a database; SQLite is one process's
     result = run(args)
-    publish(result, table(result), args.out, f"recovery-{result['store']}.json", args.smoke)
+    # One process keeps the name the docs already cite.
+    suffix = f"-{args.processes}p" if args.processes > 1 else ""
+    name = f"recovery-{result['store']}{suffix}.json"
+    publish(result, table(result), args.out, name, args.smoke)
     if result["deliveries_received"] != result["deliveries"]:
         sys.exit(f"only {result['deliveries_received']} of {result['deliveries']} arrived")
     if result["delivered_while_paused"]:
