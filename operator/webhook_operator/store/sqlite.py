@@ -211,29 +211,33 @@ class SQLiteConnector:
             self._claim_lock = None
 
 
-class _Connection:
-    """`connection()`: the one connection, each statement its own transaction."""
+class _Scope:
+    """`async with` on the connection, running `begin` on entry. Classes, not generator
+    context managers: one is entered on every claim, result and ingest batch."""
+
+    begin = ""
 
     def __init__(self, db: SQLiteConnector) -> None:
         self.db = db
 
     async def __aenter__(self) -> SQLiteConnector:
+        if self.begin:
+            self.db.conn.execute(self.begin)
         return self.db
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         return None
 
 
-class _Write:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception. A class, not a generator
-    context manager: it is entered on every claim, result and ingest batch."""
+class _Connection(_Scope):
+    """`connection()`: the one connection, each statement its own transaction."""
 
-    def __init__(self, db: SQLiteConnector) -> None:
-        self.db = db
 
-    async def __aenter__(self) -> SQLiteConnector:
-        self.db.conn.execute("BEGIN IMMEDIATE")
-        return self.db
+class _Write(_Scope):
+    """A write transaction holding the file's write lock from the start; ROLLBACK on an
+    exception."""
+
+    begin = "BEGIN IMMEDIATE"
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         conn = self.db.conn
@@ -247,15 +251,10 @@ class _Write:
         _rollback(conn)
 
 
-class _Savepoint:
+class _Savepoint(_Scope):
     """Within `_Write`: one event of an ingest batch, which fails alone."""
 
-    def __init__(self, db: SQLiteConnector) -> None:
-        self.db = db
-
-    async def __aenter__(self) -> SQLiteConnector:
-        self.db.conn.execute("SAVEPOINT event")
-        return self.db
+    begin = "SAVEPOINT event"
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         conn = self.db.conn
