@@ -324,3 +324,25 @@ def test_a_claim_disabled_before_its_send_is_held_not_sent() -> None:
         assert await statuses(store) == [DeliveryStatus.HELD]
 
     run(scenario)
+
+
+def test_a_release_that_fails_is_tried_again_with_the_next_refresh() -> None:
+    async def scenario(store: SQLiteStore, clock: list[float]) -> None:
+        a = Replica(store, clock)
+        await a.states.load()
+        await add_event(store, DeliveryStatus.HELD, NOW)
+        real = store.release_held
+        failures = [OSError("the database restarts")]
+
+        async def flaky(*args: Any) -> int:
+            if failures:
+                raise failures.pop()
+            return await real(*args)
+
+        store.release_held = flaky  # type: ignore[method-assign]
+        await a.states.held([KEY])  # does not raise: ingest and the dispatcher go on
+        assert await statuses(store) == [DeliveryStatus.HELD]
+        await a.states.refresh()
+        assert await statuses(store) == [DeliveryStatus.PENDING]
+
+    run(scenario)

@@ -2,6 +2,10 @@
 rate limit, concurrency), sign and send, and record the outcome with the next attempt
 scheduled by the endpoint's retry policy.
 
+Whether an endpoint is paused or disabled is `EndpointStates`' answer (the store's truth,
+shared by every replica), asked when a delivery is claimed and again just before it is
+sent: a delivery caught either time is held, unattempted, as at ingest.
+
 Results are written in small batches so a busy service makes few store transactions;
 a crash between claim and record loses nothing: the claim is given back and another
 attempt is made (at-least-once).
@@ -337,7 +341,7 @@ class Dispatcher:
             if config is None:
                 gone.add(key)
                 continue
-            if self.states.holds(key):
+            if self.states.holds_config(config):
                 holds.append(item.delivery_id)
                 held.add(key)
                 continue
@@ -542,7 +546,8 @@ class Dispatcher:
         late, self._late_holds = self._late_holds, []
         try:
             await self.store.hold([item.delivery_id for item in late], self.settings.owner)
-            await self.states.held({(item.namespace, item.endpoint) for item in late})
         except Exception:
             # Still leased to this owner: given back at shutdown or when the lease ends.
             log.exception("holding %d deliveries failed", len(late))
+            return
+        await self.states.held({(item.namespace, item.endpoint) for item in late})

@@ -68,6 +68,8 @@ class EndpointStates:
     _stored: dict[NsName, Disabled] = field(default_factory=dict)
     _noted: dict[NsName, tuple[Disabled, float]] = field(default_factory=dict)
     _failing_since: float | None = None
+    # Releases that failed (the store was down): tried again with every refresh.
+    _unreleased: set[NsName] = field(default_factory=set)
 
     # -- questions ------------------------------------------------------------------------
 
@@ -144,10 +146,19 @@ class EndpointStates:
     async def held(self, keys: Iterable[NsName]) -> None:
         """Deliveries of these endpoints were just held (or accepted held): release them
         again where the endpoint has become deliverable meanwhile, as their hold may have
-        come after its release."""
+        come after its release. Never raises: a release that fails is retried."""
         for key in set(keys):
             if not self.holds(key):
-                await self.release(key)
+                await self._release_or_retry(key)
+
+    async def _release_or_retry(self, key: NsName) -> None:
+        try:
+            await self.release(key)
+        except Exception as exc:
+            log.warning("releasing held deliveries to %s/%s failed, retrying: %s", *key, exc)
+            self._unreleased.add(key)
+        else:
+            self._unreleased.discard(key)
 
     # -- following the store --------------------------------------------------------------
 
@@ -168,9 +179,12 @@ class EndpointStates:
         self._set_gauge()
         # Enabled elsewhere (or a noted disable that never reached the store): deliveries
         # this process held meanwhile go out now.
-        for key in before - set(self._stored) - set(self._noted):
-            if not self.holds(key):
-                await self.release(key)
+        changed = before - set(self._stored) - set(self._noted)
+        for key in sorted(changed | self._unreleased):
+            if self.holds(key):
+                self._unreleased.discard(key)  # held again for now: its next release will do
+            else:
+                await self._release_or_retry(key)
 
     async def run(self) -> None:
         while True:
