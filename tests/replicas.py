@@ -145,6 +145,13 @@ def leased_by(dsn: str, pid: int | None = None) -> set[str]:
         return {row[0] for row in conn.execute(query, params).fetchall()}
 
 
+def heartbeats(dsn: str) -> dict[str, float]:
+    """Each registered claim owner's last heartbeat (epoch seconds)."""
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT owner, heartbeat_at FROM lease_owners").fetchall()
+    return {owner: float(at) for owner, at in rows}
+
+
 def start_replicas(
     kubeconfig: Path, workdir: Path, dsn: str, count: int, *extra: str
 ) -> list[DeliveryProcess]:

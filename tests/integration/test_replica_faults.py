@@ -26,6 +26,7 @@ from tests.replicas import (
     Stream,
     arrivals,
     counter,
+    heartbeats,
     leased_by,
     private_postgres,
     start_replicas,
@@ -201,6 +202,14 @@ def test_postgres_restart_mid_run_loses_nothing(
         for name, counts in before.items():
             after = [counter(r, name) for r in replicas]
             assert all(a > b for a, b in zip(after, counts, strict=True)), (name, counts, after)
+        # Each still holds its claim owner's registration: its owner session (and the
+        # lock the database dropped with the old one) came back and it beats again.
+        beats = heartbeats(dsn)
+        for replica in replicas:
+            assert replica.process is not None
+            mine = [at for owner, at in beats.items() if f"-{replica.process.pid}-" in owner]
+            assert len(mine) == 1, (replica.process.pid, beats)
+            assert time.time() - mine[0] < 5, (replica.process.pid, beats)
         for replica in replicas:
             if "claiming deliveries failed" in replica.log():
                 assert "claiming deliveries works again" in replica.log(), replica.log()[-3000:]
