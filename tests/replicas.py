@@ -153,15 +153,18 @@ def heartbeats(dsn: str) -> dict[str, float]:
 
 
 def start_replicas(
-    kubeconfig: Path, workdir: Path, dsn: str, count: int, *extra: str
+    kubeconfig: Path, workdir: Path, dsn: str, count: int, *extra: str, stagger: float = 0.0
 ) -> list[DeliveryProcess]:
-    """`count` replicas on one database; started together, they wait for each other's
-    migrations (an advisory lock), as a rollout's pods would."""
+    """`count` replicas on one database. Started together, they wait for each other's
+    migrations (an advisory lock), as a rollout's pods would; with `stagger`, each starts
+    that long after the previous one was ready, so their heartbeats (every 2 s) do not
+    tick together as they would not in production."""
     replicas = [
         DeliveryProcess(kubeconfig, workdir, dsn, *extra, name=f"replica-{n}") for n in range(count)
     ]
     for replica in replicas:
-        replica.start(wait=False)
+        replica.start(wait=stagger > 0)
+        time.sleep(stagger)
     for replica in replicas:
         replica.wait_ready()
     return replicas

@@ -41,6 +41,9 @@ DELAY = 0.2  # the receiver's answer time, so a few deliveries are always in fli
 # machine: a few heartbeats and claim polls, far below the 120 s lease.
 PROMPTLY = 30.0
 OUTAGE = 4.0  # seconds PostgreSQL is down
+# Replicas' heartbeats (every 2 s) spread over the interval, as in production, rather
+# than ticking together as processes started at one instant do.
+STAGGER = 0.7
 ACCEPTED = "webhook_events_accepted_total"
 ATTEMPTS = "webhook_delivery_attempts_total"
 
@@ -168,7 +171,7 @@ def test_postgres_restart_mid_run_loses_nothing(
 ) -> None:
     dsn = pg.create_database(private_server.dsn, "replica_restart")
     receiver.respond(PATH, (204, {}, DELAY))
-    replicas = start_replicas(cluster.kubeconfig, tmp_path, dsn, REPLICAS)
+    replicas = start_replicas(cluster.kubeconfig, tmp_path, dsn, REPLICAS, stagger=STAGGER)
     try:
         producer = setup_app(cluster, namespace, receiver, endpoint("ep", receiver.url(PATH)))
         stream = Stream(replicas, namespace, producer.headers, EVENTS, RATE).start()
