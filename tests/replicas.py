@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
 from tests import pg
 from tests.harness import DeliveryProcess, Receiver
@@ -198,6 +199,21 @@ class RestartablePostgres(pg.LocalPostgres):
             "--wait",
             f"--timeout={pg.START_TIMEOUT}",
         )
+
+
+def durable_database(server_dsn: str, prefix: str) -> str:
+    """A new database whose commits survive the server being killed: the test servers run
+    with synchronous_commit off (tests/pg.py), which may lose the last fraction of a
+    second of commits in a crash, and a test counting lost events must not lose them to
+    that. A database's own setting overrides the server's command line."""
+    dsn = pg.create_database(server_dsn, prefix)
+    name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    assert isinstance(name, str)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET synchronous_commit = on").format(sql.Identifier(name))
+        )
+    return dsn
 
 
 def private_postgres() -> RestartablePostgres:

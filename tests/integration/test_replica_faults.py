@@ -26,6 +26,7 @@ from tests.replicas import (
     Stream,
     arrivals,
     counter,
+    durable_database,
     heartbeats,
     leased_by,
     private_postgres,
@@ -169,7 +170,7 @@ def test_postgres_restart_mid_run_loses_nothing(
     private_server: RestartablePostgres,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    dsn = pg.create_database(private_server.dsn, "replica_restart")
+    dsn = durable_database(private_server.dsn, "replica_restart")
     receiver.respond(PATH, (204, {}, DELAY))
     replicas = start_replicas(cluster.kubeconfig, tmp_path, dsn, REPLICAS, stagger=STAGGER)
     try:
