@@ -346,3 +346,75 @@ def test_a_release_that_fails_is_tried_again_with_the_next_refresh() -> None:
         assert await statuses(store) == [DeliveryStatus.PENDING]
 
     run(scenario)
+
+
+# -- the service's configuration changes -------------------------------------------------
+
+
+async def service_on(store: SQLiteStore) -> Any:
+    from webhook_operator.delivery.service import Service, ServiceSettings
+
+    svc = Service(ServiceSettings(), store, api=None)  # type: ignore[arg-type]
+    svc.registry.endpoints[KEY] = config()
+    await svc.states.load()
+    return svc
+
+
+async def settle(svc: Any) -> None:
+    while svc._background:
+        await asyncio.gather(*svc._background)
+
+
+def test_a_new_enable_value_is_checked_against_the_store_not_a_stale_copy() -> None:
+    async def scenario(store: SQLiteStore, clock: list[float]) -> None:
+        svc = await service_on(store)
+        await store.set_disabled("ns", "ep", "Gone", NOW)  # by another replica, just now
+        await add_event(store, DeliveryStatus.HELD, NOW)
+        assert not svc.states.holds(KEY)  # this replica has not refreshed yet
+        svc.endpoint_changed(config(), config(enable_token="t1"))
+        await settle(svc)
+        state = await store.endpoint_state("ns", "ep")
+        assert state is not None
+        assert (state.disabled_reason, state.enable_token) == (None, "t1")
+        assert await statuses(store) == [DeliveryStatus.PENDING]
+        await svc.sender.close()
+
+    run(scenario)
+
+
+def test_the_first_listing_acts_on_an_enable_value_only_when_new() -> None:
+    async def scenario(store: SQLiteStore, clock: list[float]) -> None:
+        await store.set_disabled("ns", "ep", None, NOW, enable_token="t1")
+        await store.set_disabled("ns", "ep", "RetriesExhausted", NOW + 1)
+        svc = await service_on(store)
+        svc.endpoint_changed(None, config(enable_token="t1"))  # acted on before the restart
+        await settle(svc)
+        assert svc.states.holds(KEY)
+        svc.endpoint_changed(None, config(enable_token="t2"))  # set while it was down
+        await settle(svc)
+        assert not svc.states.holds(KEY)
+        assert await store.disabled_endpoints() == []
+        await svc.sender.close()
+
+    run(scenario)
+
+
+def test_resuming_releases_and_an_enable_with_resume_does_both() -> None:
+    async def scenario(store: SQLiteStore, clock: list[float]) -> None:
+        svc = await service_on(store)
+        await add_event(store, DeliveryStatus.HELD, NOW)
+        svc.endpoint_changed(config(active=False), config())
+        await settle(svc)
+        assert await statuses(store) == [DeliveryStatus.PENDING]
+        # The portal turns Active on and sets a new enable value in one change.
+        await store.set_disabled("ns", "ep", "Gone", NOW)
+        await svc.states.refresh()
+        await add_event(store, DeliveryStatus.HELD, NOW + 1)
+        svc.registry.endpoints[KEY] = config(enable_token="p1")
+        svc.endpoint_changed(config(active=False), config(enable_token="p1"))
+        await settle(svc)
+        assert await statuses(store) == [DeliveryStatus.PENDING] * 2
+        assert not svc.states.holds(KEY)
+        await svc.sender.close()
+
+    run(scenario)
