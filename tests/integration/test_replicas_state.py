@@ -110,11 +110,14 @@ def disabled_by_gone(
     producer = setup_app(cluster, namespace, receiver, endpoint("ep", receiver.url(path)))
     known_everywhere(replicas, namespace, producer, "ep")
     accepted(emit(replicas[0], namespace, producer, id_="first"))
-    (first,) = eventually(lambda: receiver.received(path), timeout=20, what="first attempt")  # type: ignore[misc]
+    answered: list[dict[str, Any]] = eventually(  # type: ignore[assignment]
+        lambda: receiver.received(path), timeout=20, what="first attempt"
+    )
     said = f"endpoint {namespace}/ep disabled: Gone"
-    (disabler,) = eventually(  # type: ignore[misc]
+    found: list[DeliveryProcess] = eventually(  # type: ignore[assignment]
         lambda: [r for r in replicas if said in r.log()], timeout=10, what="a replica disabled it"
     )
+    (first,), (disabler,) = answered, found
     other = replicas[1] if disabler is replicas[0] else replicas[0]
     return producer, disabler, other, float(first["at"])
 

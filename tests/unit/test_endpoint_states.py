@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from kubernetes_asyncio.client import ApiClient
+
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
 from webhook_operator.delivery.endpoint_states import EndpointStates
 from webhook_operator.delivery.metrics import Metrics
@@ -339,7 +341,7 @@ def test_a_release_that_fails_is_tried_again_with_the_next_refresh() -> None:
                 raise failures.pop()
             return await real(*args)
 
-        store.release_held = flaky  # type: ignore[method-assign]
+        store.release_held = flaky  # type: ignore[method-assign,assignment]
         await a.states.held([KEY])  # does not raise: ingest and the dispatcher go on
         assert await statuses(store) == [DeliveryStatus.HELD]
         await a.states.refresh()
@@ -354,10 +356,16 @@ def test_a_release_that_fails_is_tried_again_with_the_next_refresh() -> None:
 async def service_on(store: SQLiteStore) -> Any:
     from webhook_operator.delivery.service import Service, ServiceSettings
 
-    svc = Service(ServiceSettings(), store, api=None)  # type: ignore[arg-type]
+    # Never called: the configuration changes under test talk to the store only.
+    svc = Service(ServiceSettings(), store, ApiClient())
     svc.registry.endpoints[KEY] = config()
     await svc.states.load()
     return svc
+
+
+async def close(svc: Any) -> None:
+    await svc.sender.close()
+    await svc.api.close()
 
 
 async def settle(svc: Any) -> None:
@@ -377,7 +385,7 @@ def test_a_new_enable_value_is_checked_against_the_store_not_a_stale_copy() -> N
         assert state is not None
         assert (state.disabled_reason, state.enable_token) == (None, "t1")
         assert await statuses(store) == [DeliveryStatus.PENDING]
-        await svc.sender.close()
+        await close(svc)
 
     run(scenario)
 
@@ -394,7 +402,7 @@ def test_the_first_listing_acts_on_an_enable_value_only_when_new() -> None:
         await settle(svc)
         assert not svc.states.holds(KEY)
         assert await store.disabled_endpoints() == []
-        await svc.sender.close()
+        await close(svc)
 
     run(scenario)
 
@@ -415,6 +423,6 @@ def test_resuming_releases_and_an_enable_with_resume_does_both() -> None:
         await settle(svc)
         assert await statuses(store) == [DeliveryStatus.PENDING] * 2
         assert not svc.states.holds(KEY)
-        await svc.sender.close()
+        await close(svc)
 
     run(scenario)
