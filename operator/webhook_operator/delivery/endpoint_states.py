@@ -25,7 +25,11 @@ leases each delivery to one replica, so releasing twice never delivers twice.
 The `enable` annotation is acted on once per value: the store records the value last
 acted on (`EndpointState.enable_token`), and the replica that finds the endpoint still
 disabled under an older value enables it and releases; the others find the value
-recorded and do nothing."""
+recorded and do nothing. Replicas that read the store at the same instant (they see the
+annotation through their watches within milliseconds of each other) may both enable:
+harmless, as the second write repeats the first and its release finds nothing held. A
+store write that enables only under an older value, and says whether it did, would make
+it one; `Store.set_disabled` does not answer that today."""
 
 from __future__ import annotations
 
