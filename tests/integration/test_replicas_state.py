@@ -1,12 +1,13 @@
-"""Endpoint delivery state with two delivery-service replicas on one PostgreSQL database:
-what one replica decides about an endpoint holds for the other (issue 17, items 1 and 5).
+"""Endpoint delivery state with three delivery-service replicas on one PostgreSQL
+database: what one replica decides about an endpoint holds for the others (issue 17,
+items 1 and 5).
 
-- An endpoint a replica disables (410 Gone) receives nothing new from either replica
-  within 2 s; what is emitted to either is held; both replicas' gauges say 1.
+- An endpoint a replica disables (410 Gone) receives nothing new from any replica
+  within 2 s; what is emitted to any of them is held; every replica's gauge says 1.
 - The `enable` annotation releases the held deliveries, each delivered exactly once
-  (counted by webhook-id at the receiver) while both replicas run and both see it.
-- A paused endpoint (spec.active false) holds on both, pings included; resuming
-  delivers each held delivery once.
+  (counted by webhook-id at the receiver) while all replicas run and all see it.
+- A paused endpoint (spec.active false) holds on every replica, pings included;
+  resuming delivers each held delivery once.
 
 The operator feeds only the session's SQLite delivery service; here it only makes the
 endpoints Ready. The replicas read the same WebhookEndpoints and share one database."""
@@ -32,25 +33,27 @@ pytestmark = pytest.mark.usefixtures("operator")
 GAUGE = re.compile(r"^webhook_endpoints_disabled (\S+)$", re.MULTILINE)
 # The issue's bound: an endpoint disabled by one replica gets nothing new from any within.
 STOPS_WITHIN = 2.0
+REPLICAS = 3
 
 
 @pytest.fixture
 def replicas(
     cluster: Cluster, postgres_dsn: str, tmp_path: Path, operator: OperatorProcess
 ) -> Iterator[list[DeliveryProcess]]:
-    """Two delivery services on one new PostgreSQL database."""
+    """Delivery services on one new PostgreSQL database."""
     dsn = pg.create_database(postgres_dsn, "replicas_state")
-    pair = [
-        DeliveryProcess(cluster.kubeconfig, tmp_path, dsn, name=f"replica-{n}") for n in range(2)
+    started = [
+        DeliveryProcess(cluster.kubeconfig, tmp_path, dsn, name=f"replica-{n}")
+        for n in range(REPLICAS)
     ]
     try:
-        for replica in pair:
+        for replica in started:
             replica.start(wait=False)
-        for replica in pair:
+        for replica in started:
             replica.wait_ready()
-        yield pair
+        yield started
     finally:
-        for replica in pair:
+        for replica in started:
             replica.stop()
         pg.drop_database(postgres_dsn, dsn)
 
@@ -58,7 +61,7 @@ def replicas(
 def known_everywhere(
     replicas: list[DeliveryProcess], namespace: str, producer: Producer, name: str
 ) -> None:
-    """Both replicas have the endpoint from their watch (an event emitted to one that has
+    """Every replica has the endpoint from its watch (an event emitted to one that has
     not would simply have no delivery for it)."""
 
     def known() -> bool:
@@ -72,7 +75,7 @@ def known_everywhere(
             for r in replicas
         )
 
-    eventually(known, timeout=20, what=f"both replicas know endpoint {name}")
+    eventually(known, timeout=20, what=f"every replica knows endpoint {name}")
 
 
 def gauges(replicas: list[DeliveryProcess]) -> list[float]:
@@ -103,9 +106,9 @@ def disabled_by_gone(
     receiver: Receiver,
     replicas: list[DeliveryProcess],
     path: str,
-) -> tuple[Producer, DeliveryProcess, DeliveryProcess, float]:
-    """Endpoint `ep` answering 410 to its first delivery: (producer, the replica that
-    disabled it, the other one, when the 410 was answered)."""
+) -> tuple[Producer, list[DeliveryProcess], float]:
+    """Endpoint `ep` answering 410 to its first delivery: (producer, the replicas with
+    the one that disabled it last, when the 410 was answered)."""
     receiver.respond(path, (410, {}, 0.0))
     producer = setup_app(cluster, namespace, receiver, endpoint("ep", receiver.url(path)))
     known_everywhere(replicas, namespace, producer, "ep")
@@ -118,20 +121,21 @@ def disabled_by_gone(
         lambda: [r for r in replicas if said in r.log()], timeout=10, what="a replica disabled it"
     )
     (first,), (disabler,) = answered, found
-    other = replicas[1] if disabler is replicas[0] else replicas[0]
-    return producer, disabler, other, float(first["at"])
+    others = [r for r in replicas if r is not disabler]
+    return producer, [*others, disabler], float(first["at"])
 
 
 def test_an_endpoint_one_replica_disabled_gets_nothing_new_from_either(
     cluster: Cluster, namespace: str, receiver: Receiver, replicas: list[DeliveryProcess]
 ) -> None:
-    producer, disabler, other, gone_at = disabled_by_gone(
+    producer, others_first, gone_at = disabled_by_gone(
         cluster, namespace, receiver, replicas, "/gone"
     )
-    # Events keep coming to both replicas, the other one first, for a second past the bound.
+    # Events keep coming to every replica, the ones that did not disable it first, for a
+    # second past the bound.
     emitted: list[tuple[float, str]] = []
     while time.time() < gone_at + STOPS_WITHIN + 1.0:
-        for replica in (other, disabler):
+        for replica in others_first:
             at = time.time()
             emitted.append((at, accepted(emit(replica, namespace, producer))))
         time.sleep(0.1)
@@ -145,15 +149,20 @@ def test_an_endpoint_one_replica_disabled_gets_nothing_new_from_either(
     for replica in replicas:
         held = deliveries(replica, namespace, producer, "ep", status="held", limit=100)["items"]
         assert after <= event_ids(held)
-    eventually(lambda: gauges(replicas) == [1.0, 1.0], timeout=STOPS_WITHIN, what="both gauges 1")
+    eventually(
+        lambda: gauges(replicas) == [1.0] * REPLICAS, timeout=STOPS_WITHIN, what="every gauge 1"
+    )
 
 
-def test_enable_releases_held_deliveries_once_with_both_replicas(
+def test_enable_releases_held_deliveries_once_with_every_replica_running(
     cluster: Cluster, namespace: str, receiver: Receiver, replicas: list[DeliveryProcess]
 ) -> None:
-    producer, _, _, _ = disabled_by_gone(cluster, namespace, receiver, replicas, "/hook")
-    eventually(lambda: gauges(replicas) == [1.0, 1.0], timeout=5, what="both gauges 1")
-    held = [accepted(emit(replicas[n % 2], namespace, producer, data={"n": n})) for n in range(10)]
+    producer, _, _ = disabled_by_gone(cluster, namespace, receiver, replicas, "/hook")
+    eventually(lambda: gauges(replicas) == [1.0] * REPLICAS, timeout=5, what="every gauge 1")
+    held = [
+        accepted(emit(replicas[n % REPLICAS], namespace, producer, data={"n": n}))
+        for n in range(10)
+    ]
 
     def all_held() -> bool:
         items = deliveries(replicas[0], namespace, producer, "ep", status="held", limit=100)
@@ -169,23 +178,25 @@ def test_enable_releases_held_deliveries_once_with_both_replicas(
     eventually(
         lambda: len(receiver.received("/hook")) >= 11, timeout=20, what="held deliveries sent"
     )
-    time.sleep(1.5)  # a second release, or a second replica's, would show by now
+    time.sleep(1.5)  # a second release, or another replica's, would show by now
     sent = Counter(r["headers"]["webhook-id"] for r in receiver.received("/hook")[1:])
     assert sent == Counter(held), "each held delivery exactly once"
     for replica in replicas:
         page = deliveries(replica, namespace, producer, "ep", status="delivered", limit=100)
         assert event_ids(page["items"]) == set(held)
         assert deliveries(replica, namespace, producer, "ep", status="held")["items"] == []
-    eventually(lambda: gauges(replicas) == [0.0, 0.0], timeout=5, what="both gauges 0")
+    eventually(lambda: gauges(replicas) == [0.0] * REPLICAS, timeout=5, what="every gauge 0")
 
 
-def test_a_paused_endpoint_holds_on_both_replicas(
+def test_a_paused_endpoint_holds_on_every_replica(
     cluster: Cluster, namespace: str, receiver: Receiver, replicas: list[DeliveryProcess]
 ) -> None:
     paused = endpoint("ep", receiver.url("/paused"), active=False)
     producer = setup_app(cluster, namespace, receiver, paused)
     known_everywhere(replicas, namespace, producer, "ep")
-    held = [accepted(emit(replicas[n % 2], namespace, producer, data={"n": n})) for n in range(6)]
+    held = [
+        accepted(emit(replicas[n % REPLICAS], namespace, producer, data={"n": n})) for n in range(6)
+    ]
     for replica in replicas:
         ping = httpx.post(
             f"{replica.url}/v1/namespaces/{namespace}/endpoints/ep/ping",
@@ -200,7 +211,7 @@ def test_a_paused_endpoint_holds_on_both_replicas(
         assert event_ids(items) == set(held)
     time.sleep(1.5)
     assert receiver.received("/paused") == []
-    assert gauges(replicas) == [0.0, 0.0]  # paused is not disabled
+    assert gauges(replicas) == [0.0] * REPLICAS  # paused is not disabled
 
     apply(cluster, namespace, endpoint("ep", receiver.url("/paused"), active=True))
     eventually(lambda: len(receiver.received("/paused")) >= len(held), timeout=20, what="resumed")
