@@ -221,3 +221,56 @@ def test_postgres_restart_mid_run_loses_nothing(
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_a_server_restart_does_not_make_a_live_replica_presumed_gone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restart drops every owner's lock. The first replica to beat afterwards must not
+    take another's free lock for its death: that replica is alive, only not yet back."""
+    import asyncio
+
+    import psycopg
+
+    from webhook_operator.store.base import Sweep
+    from webhook_operator.store.postgres import PostgresStore
+
+    server = private_postgres()
+    try:
+        dsn = durable_database(server.dsn, "owners")
+
+        async def beat(store: PostgresStore, owner: str) -> Sweep:
+            for _ in range(40):
+                try:
+                    return await store.heartbeat(owner, time.time(), stale_after=10.0)
+                except psycopg.OperationalError:
+                    await asyncio.sleep(0.25)
+            raise AssertionError(f"{owner} could not beat after the restart")
+
+        async def run() -> tuple[int, bool]:
+            a, b = PostgresStore(dsn, max_size=2), PostgresStore(dsn, max_size=2)
+            await a.open()
+            await b.open()
+            try:
+                now = time.time()
+                await a.register_owner("owner-a", now)
+                await b.register_owner("owner-b", now)
+                server.halt()
+                server.resume()
+                # As the heartbeat loop does: try again until the connections are back.
+                swept = await beat(a, "owner-a")
+                return swept.released, (await beat(b, "owner-b")).rejoined
+            finally:
+                await a.close()
+                await b.close()
+
+        with caplog.at_level("INFO", logger="webhook_operator.store"):
+            released, rejoined = asyncio.run(run())
+        assert "presumed gone" not in caplog.text
+        assert "owner-b" not in " ".join(
+            r.getMessage() for r in caplog.records if "gave back" in r.getMessage()
+        )
+        assert not rejoined
+        assert released == 0
+    finally:
+        server.stop()

@@ -55,10 +55,19 @@ UPDATE lease_owners SET heartbeat_at = :now WHERE owner = :owner;
 -- Owners that are gone (their lock can be taken: the session that held it has ended) or
 -- silent. The lock taken here is held until commit, so a gone owner's leases are given
 -- back by one transaction only. A row renewed by a concurrent heartbeat is re-read before
--- it is deleted, and kept: its owner is alive after all.
+-- it is deleted, and kept: its owner is alive after all. A restart of the server drops
+-- every lock: a free lock counts only for an owner that has beaten since the server
+-- started (and so has taken its lock again), else a live replica would be presumed gone
+-- by the first one to beat after the restart.
 DELETE FROM lease_owners
 WHERE owner <> :owner
-  AND (heartbeat_at < :stale_before OR pg_try_advisory_xact_lock(1003, hashtext(owner)))
+  AND (
+    heartbeat_at < :stale_before
+    OR (
+      heartbeat_at >= extract(epoch FROM pg_postmaster_start_time())
+      AND pg_try_advisory_xact_lock(1003, hashtext(owner))
+    )
+  )
 RETURNING owner;
 
 -- name: unregister_owner
