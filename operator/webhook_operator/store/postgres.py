@@ -219,8 +219,8 @@ class PostgresConnector:
             registered = await self._beat(owner, now)
         if not registered:
             log.warning(
-                "owner %s had been presumed gone (no heartbeat for %gs): its claims were "
-                "given back; registered again",
+                "owner %s had been presumed gone (no heartbeat for %gs, or its session"
+                " lost): its claims were given back; registered again",
                 owner,
                 stale_after,
             )
