@@ -549,6 +549,22 @@ async def test_holding_and_releasing_reports_the_endpoints_counts(store: Store) 
 
 
 @contract
+async def test_an_enable_value_is_acted_on_once(store: Store) -> None:
+    """Replicas that all see the enable annotation change: one of them enables."""
+    assert not await store.enable_once(NS, "ep-1", "t1")  # never disabled
+    await store.set_disabled(NS, "ep-1", "Gone", NOW)
+    assert await store.enable_once(NS, "ep-1", "t1")
+    assert not await store.enable_once(NS, "ep-1", "t1")
+    state = await store.endpoint_state(NS, "ep-1")
+    assert state is not None
+    assert (state.disabled_reason, state.enable_token) == (None, "t1")
+
+    await store.set_disabled(NS, "ep-1", "RetriesExhausted", NOW + 1)
+    assert not await store.enable_once(NS, "ep-1", "t1")  # that value was used up
+    assert await store.enable_once(NS, "ep-1", "t2")
+
+
+@contract
 async def test_cancel_endpoint_cancels_its_open_deliveries(store: Store) -> None:
     pending = await one(store, "ep-1", at=NOW - 4)
     failed = await one(store, "ep-1", at=NOW - 3)

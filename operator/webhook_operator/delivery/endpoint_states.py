@@ -113,10 +113,8 @@ class EndpointStates:
         on already (by this replica or another). True when this call enabled it."""
         key = (config.namespace, config.name)
         token = config.enable_token
-        state = await self.store.endpoint_state(*key)
-        if state is None or state.disabled_reason is None or state.enable_token == token:
+        if token is None or not await self.store.enable_once(*key, token):
             return False
-        await self.store.set_disabled(*key, None, self.clock(), enable_token=token)
         self._stored.pop(key, None)
         self._noted.pop(key, None)
         self._set_gauge()

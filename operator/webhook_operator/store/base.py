@@ -324,6 +324,11 @@ class Store(Protocol):
         """Disable (reason set) or re-enable (reason None: consecutive failures reset,
         `enable_token` recorded) the endpoint; bumps its version."""
 
+    async def enable_once(self, namespace: str, endpoint: str, enable_token: str) -> bool:
+        """Enable a disabled endpoint for the enable annotation's value `enable_token`,
+        once: False when it is not disabled or that value was acted on already (by any
+        replica)."""
+
     async def endpoint_state(self, namespace: str, endpoint: str) -> EndpointState | None: ...
 
     async def disabled_endpoints(self) -> list[EndpointState]:

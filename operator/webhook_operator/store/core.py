@@ -59,6 +59,7 @@ class SharedQueries:
     record_attempt_state: str
     disable: str
     enable: str
+    enable_once: str
     touch_state: str
     select_state: str
     select_disabled: str
@@ -313,6 +314,14 @@ class StoreCore:
                 await tx.execute(self.q.disable, {**params, "reason": reason, "now": now})
             else:
                 await tx.execute(self.q.enable, {**params, "enable_token": enable_token})
+
+    async def enable_once(self, namespace: str, endpoint: str, enable_token: str) -> bool:
+        params: Params = {"namespace": namespace, "endpoint": endpoint}
+        async with self.db.transaction() as tx:
+            params["version"] = await self.db.next_version(tx)
+            return (
+                await tx.execute(self.q.enable_once, {**params, "enable_token": enable_token}) > 0
+            )
 
     async def endpoint_state(self, namespace: str, endpoint: str) -> EndpointState | None:
         params = {"namespace": namespace, "endpoint": endpoint}

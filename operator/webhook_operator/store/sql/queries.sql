@@ -142,6 +142,17 @@ ON CONFLICT (namespace, endpoint) DO UPDATE SET
     consecutive_failures = 0,
     enable_token = coalesce(excluded.enable_token, s.enable_token);
 
+-- name: enable_once
+-- The enable annotation's value, acted on once across replicas: only a disabled endpoint
+-- whose recorded token differs changes (the version lock orders two replicas, and the
+-- second finds the token already written).
+UPDATE endpoint_states
+SET version = :version, disabled_reason = NULL, disabled_at = NULL,
+    consecutive_failures = 0, enable_token = :enable_token
+WHERE namespace = :namespace AND endpoint = :endpoint
+  AND disabled_reason IS NOT NULL
+  AND (enable_token IS NULL OR enable_token <> :enable_token);
+
 -- name: touch_state
 -- Held or released deliveries change an endpoint's counts without an attempt: a new
 -- version makes stats_since report it (with a row, even before its first attempt).
