@@ -565,6 +565,31 @@ async def test_an_enable_value_is_acted_on_once(store: Store) -> None:
 
 
 @contract
+async def test_rate_reservations_share_one_budget(store: Store) -> None:
+    """Replicas reserve send slots in batches from one row: rate 10, burst 2."""
+    grant = await store.reserve_rate(NS, "ep-1", NOW, 10.0, 2.0, 5, 0.25)
+    # A burst of two may start in the past; then slots 0.1 s apart up to NOW + 0.25.
+    assert grant.count == 4
+    assert grant.slot(0) == pytest.approx(NOW - 0.1, abs=1e-6)
+    assert grant.next_free == pytest.approx(NOW + 0.3, abs=1e-6)
+    # Another replica at the same instant finds the budget used up to the horizon.
+    assert (await store.reserve_rate(NS, "ep-1", NOW, 10.0, 2.0, 5, 0.25)).count == 0
+    later = await store.reserve_rate(NS, "ep-1", NOW + 1, 10.0, 2.0, 3, 0.0)
+    assert (later.count, later.slot(0)) == (1, pytest.approx(NOW + 0.9, abs=1e-6))
+    # Endpoints have budgets of their own.
+    assert (await store.reserve_rate(NS, "ep-2", NOW, 10.0, 1.0, 3, 0.0)).count == 1
+
+
+@contract
+async def test_a_429_delays_every_reservation(store: Store) -> None:
+    await store.rate_not_before(NS, "ep-1", NOW + 5)
+    await store.rate_not_before(NS, "ep-1", NOW + 2)  # an earlier time changes nothing
+    assert (await store.reserve_rate(NS, "ep-1", NOW, 10.0, 1.0, 3, 1.0)).count == 0
+    grant = await store.reserve_rate(NS, "ep-1", NOW + 4.95, 10.0, 1.0, 3, 0.15)
+    assert (grant.count, grant.slot(0)) == (2, pytest.approx(NOW + 5, abs=1e-6))
+
+
+@contract
 async def test_cancel_endpoint_cancels_its_open_deliveries(store: Store) -> None:
     pending = await one(store, "ep-1", at=NOW - 4)
     failed = await one(store, "ep-1", at=NOW - 3)

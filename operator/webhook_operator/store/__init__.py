@@ -15,6 +15,7 @@ from webhook_operator.store.base import (
     NewEvent,
     OwnerInUse,
     QueueStats,
+    RateGrant,
     Store,
     Sweep,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "NewEvent",
     "OwnerInUse",
     "QueueStats",
+    "RateGrant",
     "Store",
     "Sweep",
 ]

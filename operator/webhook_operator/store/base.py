@@ -231,6 +231,21 @@ class Sweep:
     rejoined: bool = False
 
 
+@dataclass(frozen=True)
+class RateGrant:
+    """Send slots reserved from an endpoint's shared rate budget (`Store.reserve_rate`):
+    `count` slots `interval` apart from `first`, the budget's next free slot then being
+    `next_free`. A slot before the reservation's `now` (a burst) may be used at once."""
+
+    first: float
+    count: int
+    interval: float
+    next_free: float
+
+    def slot(self, index: int) -> float:
+        return self.first + index * self.interval
+
+
 class OwnerInUse(RuntimeError):
     """Another live process claims under the same owner name."""
 
@@ -330,6 +345,25 @@ class Store(Protocol):
         replica)."""
 
     async def endpoint_state(self, namespace: str, endpoint: str) -> EndpointState | None: ...
+
+    async def reserve_rate(
+        self,
+        namespace: str,
+        endpoint: str,
+        now: float,
+        rate: float,
+        burst: float,
+        want: int,
+        horizon: float,
+    ) -> RateGrant:
+        """Take up to `want` send slots of the endpoint's rate budget, shared by every
+        process on the database (so `rate` per second, `burst` at once, hold cluster-wide),
+        only slots due within `horizon` seconds of `now` and not before a receiver's 429
+        asked (`rate_not_before`). One atomic statement: a replica reserves a batch."""
+
+    async def rate_not_before(self, namespace: str, endpoint: str, until: float) -> None:
+        """A receiver answered 429: no reservation for the endpoint, by any process,
+        starts before `until` (a later time already recorded stays)."""
 
     async def disabled_endpoints(self) -> list[EndpointState]:
         """Every endpoint currently disabled (loaded at start-up)."""

@@ -32,6 +32,7 @@ from webhook_operator.store.base import (
     NewDelivery,
     NewEvent,
     QueueStats,
+    RateGrant,
     Sweep,
     activity_series,
     endpoint_state_updates,
@@ -71,6 +72,8 @@ class SharedQueries:
     select_replayable: str
     queue_stats: str
     purge: str
+    add_endpoint_rate: str
+    rate_not_before: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class DialectQueries:
 
     next_version: str
     activity: str
+    reserve_rate: str
 
 
 class Tx(Protocol):
@@ -339,6 +343,43 @@ class StoreCore:
             rows.stats_row(row) for row in await self.db.fetchall(self.q.select_stats, params)
         ]
         return states, max((s.version for s in states), default=cursor)
+
+    # -- rate budgets ---------------------------------------------------------------------
+
+    async def reserve_rate(
+        self,
+        namespace: str,
+        endpoint: str,
+        now: float,
+        rate: float,
+        burst: float,
+        want: int,
+        horizon: float,
+    ) -> RateGrant:
+        interval = 1.0 / rate
+        params: Params = {
+            "namespace": namespace,
+            "endpoint": endpoint,
+            "now": now,
+            "interval": interval,
+            "tolerance": max(burst - 1.0, 0.0) * interval,
+            "horizon": horizon,
+            "want": max(want, 0),
+        }
+        row = await self.db.fetchone(self.db.q.reserve_rate, params)
+        if row is None:
+            # The endpoint's first reservation: its row, then the reservation (once).
+            await self.db.execute(
+                self.q.add_endpoint_rate, {"namespace": namespace, "endpoint": endpoint}
+            )
+            row = await self.db.fetchone(self.db.q.reserve_rate, params)
+            assert row is not None  # rows are never deleted while the service runs
+        tat, granted = float(row[0]), int(row[1])
+        return RateGrant(tat - granted * interval, granted, interval, tat)
+
+    async def rate_not_before(self, namespace: str, endpoint: str, until: float) -> None:
+        params = {"namespace": namespace, "endpoint": endpoint, "until": until}
+        await self.db.execute(self.q.rate_not_before, params)
 
     # -- reading deliveries ---------------------------------------------------------------
 

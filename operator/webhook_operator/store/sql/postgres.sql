@@ -89,3 +89,24 @@ FROM deliveries AS d
 WHERE d.namespace = :namespace AND d.app = :app AND d.id >= :first_id
   AND d.created_at >= :since AND d.created_at < :now
 GROUP BY slot;
+
+-- name: reserve_rate
+-- Up to :want send slots of the endpoint's rate budget, shared by every replica (GCRA:
+-- slots :interval apart, a burst's worth of :tolerance may start in the past), only those
+-- due within :horizon of :now. start is the first free slot; granted and tat are computed
+-- from the old row (SET sees old values), and RETURNING reads them back: the slots are
+-- tat - granted * :interval onward. One statement, so the row lock makes it atomic.
+-- (sqlite.sql has the same with max() and a truncating cast.)
+UPDATE endpoint_rates SET
+    granted = least(:want, CASE
+        WHEN greatest(tat, :now - :tolerance, not_before) <= :now + :horizon
+        THEN floor((:now + :horizon - greatest(tat, :now - :tolerance, not_before))
+                   / :interval)::integer + 1
+        ELSE 0 END),
+    tat = greatest(tat, :now - :tolerance, not_before) + :interval * least(:want, CASE
+        WHEN greatest(tat, :now - :tolerance, not_before) <= :now + :horizon
+        THEN floor((:now + :horizon - greatest(tat, :now - :tolerance, not_before))
+                   / :interval)::integer + 1
+        ELSE 0 END)
+WHERE namespace = :namespace AND endpoint = :endpoint
+RETURNING tat, granted, not_before;

@@ -269,3 +269,16 @@ WHERE created_at < :before
       SELECT 1 FROM deliveries AS d
       WHERE d.event_id = events.id AND d.status IN ('pending', 'failed', 'held')
   );
+
+-- name: add_endpoint_rate
+-- The rate row an endpoint's first reservation needs (reserve_rate updates only).
+INSERT INTO endpoint_rates (namespace, endpoint) VALUES (:namespace, :endpoint)
+ON CONFLICT (namespace, endpoint) DO NOTHING;
+
+-- name: rate_not_before
+-- A receiver's 429: no replica's reservation starts before :until (later wins).
+INSERT INTO endpoint_rates AS r (namespace, endpoint, not_before)
+VALUES (:namespace, :endpoint, :until)
+ON CONFLICT (namespace, endpoint) DO UPDATE SET
+    not_before = CASE WHEN r.not_before < excluded.not_before
+                 THEN excluded.not_before ELSE r.not_before END;

@@ -46,3 +46,25 @@ GROUP BY slot;
 -- deliveries (every other transition clears them), so this reads the deliveries_due index.
 UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
 WHERE status IN ('pending', 'failed') AND lease_owner = :owner;
+
+-- name: reserve_rate
+-- Up to :want send slots of the endpoint's rate budget (GCRA: slots :interval apart, a
+-- burst's worth of :tolerance may start in the past), only those due within :horizon of
+-- :now. start is the first free slot; granted and tat are computed from the old row (SET
+-- sees old values), and RETURNING reads them back: the slots are tat - granted *
+-- :interval onward. The write lock from BEGIN makes it atomic across processes. Written
+-- per dialect for max() (greatest()) and the truncating cast (floor()); start is never
+-- beyond :now + :horizon where cast, so truncation is the floor.
+UPDATE endpoint_rates SET
+    granted = min(:want, CASE
+        WHEN max(tat, :now - :tolerance, not_before) <= :now + :horizon
+        THEN CAST((:now + :horizon - max(tat, :now - :tolerance, not_before)) / :interval
+                  AS INTEGER) + 1
+        ELSE 0 END),
+    tat = max(tat, :now - :tolerance, not_before) + :interval * min(:want, CASE
+        WHEN max(tat, :now - :tolerance, not_before) <= :now + :horizon
+        THEN CAST((:now + :horizon - max(tat, :now - :tolerance, not_before)) / :interval
+                  AS INTEGER) + 1
+        ELSE 0 END)
+WHERE namespace = :namespace AND endpoint = :endpoint
+RETURNING tat, granted, not_before;
