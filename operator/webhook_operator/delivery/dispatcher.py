@@ -50,7 +50,7 @@ from webhook_operator.delivery.sender import Sender, SendResult
 from webhook_operator.retry_policy import Outcome, classify, next_attempt, parse_retry_after
 from webhook_operator.signing import webhook_headers
 from webhook_operator.store.base import AttemptResult, Claimed, DeliveryStatus, Store
-from webhook_operator.throttle import TokenBucket
+from webhook_operator.throttle import SLOW_DOWN_COOLDOWN, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ NsName = tuple[str, str]
 RATE_HORIZON = 1.0
 # Rate-limited requests book their send slot at most this far ahead.
 ADMIT_HORIZON = 0.02
+# Rate-limited slots are reserved from the store's shared budget at most this many per
+# statement (and at most a tenth of a second's worth): few round trips, and a replica
+# never holds much of the budget that another could have used.
+RATE_BATCH = 20
+# A receiver's Retry-After holds back every replica's reservations at most this long.
+MAX_NOT_BEFORE = 60.0
 CATCH_UP = 0.05
 
 
@@ -335,6 +341,10 @@ class Dispatcher:
         held: set[NsName] = set()
         defers: dict[float, list[str]] = defaultdict(list)
         gone: set[NsName] = set()
+        # Rate-limited claims, per endpoint, with their local delay: sent only with a
+        # slot of the endpoint's budget in the store, shared by every replica.
+        rated: defaultdict[NsName, list[tuple[Claimed, float]]] = defaultdict(list)
+        rated_configs: dict[NsName, EndpointConfig] = {}
         for item in claimed:
             key = (item.namespace, item.endpoint)
             config = self.registry.endpoints.get(key)
@@ -354,17 +364,15 @@ class Dispatcher:
             if delay > RATE_HORIZON:
                 defers[round(now + delay, 3)].append(item.delivery_id)
                 continue
-            await self._slots.acquire()
-            if self.draining:  # shutdown began while this waited for a slot
-                self._slots.release()
-                defers[round(now, 3)].append(item.delivery_id)
+            if config.rate is not None:
+                rated[key].append((item, delay))
+                rated_configs[key] = config
                 continue
-            self._queued[key] += 1
-            task = asyncio.create_task(self._attempt(item, config, delay))
-            self._tasks.add(task)
-            self._waiting[task] = item
-            # Bookkeeping in a callback: a task cancelled before it starts runs no finally.
-            task.add_done_callback(functools.partial(self._attempt_done, key))
+            await self._start(key, item, config, delay, defers)
+        for key, waiting in rated.items():
+            config = rated_configs[key]
+            for item, delay in await self._reserve(key, config, waiting, defers):
+                await self._start(key, item, config, delay, defers)
         if holds:
             await self.store.hold(holds, self.settings.owner)
             await self.states.held(held)
@@ -372,6 +380,69 @@ class Dispatcher:
             await self.store.defer(ids, self.settings.owner, until)
         for namespace, endpoint in gone:
             await self.store.cancel_endpoint(namespace, endpoint, now)
+
+    async def _start(
+        self,
+        key: NsName,
+        item: Claimed,
+        config: EndpointConfig,
+        delay: float,
+        defers: dict[float, list[str]],
+    ) -> None:
+        assert self._slots is not None
+        await self._slots.acquire()
+        if self.draining:  # shutdown began while this waited for a slot
+            self._slots.release()
+            defers[round(time.time(), 3)].append(item.delivery_id)
+            return
+        self._queued[key] += 1
+        task = asyncio.create_task(self._attempt(item, config, delay))
+        self._tasks.add(task)
+        self._waiting[task] = item
+        # Bookkeeping in a callback: a task cancelled before it starts runs no finally.
+        task.add_done_callback(functools.partial(self._attempt_done, key))
+
+    async def _reserve(
+        self,
+        key: NsName,
+        config: EndpointConfig,
+        waiting: list[tuple[Claimed, float]],
+        defers: dict[float, list[str]],
+    ) -> list[tuple[Claimed, float]]:
+        """The claims of a rate-limited endpoint that got a slot of its shared budget,
+        with their delays (the later of the local pace and the slot); the others go back
+        to the store, spread from the budget's next free slot. Slots are reserved in
+        batches of RATE_BATCH (one statement each), only within RATE_HORIZON: so the
+        limit holds across replicas, and a 429 recorded by any replica delays them all.
+        If the store cannot answer, the local pace alone applies (the per-replica limit)
+        rather than holding the claims until their leases expire."""
+        assert config.rate is not None
+        rate, burst = config.rate, float(config.burst or config.rate)
+        batch = max(1, min(int(rate / 10), RATE_BATCH))
+        ready: list[tuple[Claimed, float]] = []
+        next_free = time.time()
+        while len(ready) < len(waiting):
+            want = min(batch, len(waiting) - len(ready))
+            now = time.time()
+            try:
+                grant = await self.store.reserve_rate(*key, now, rate, burst, want, RATE_HORIZON)
+            except Exception:
+                log.exception("reserving rate slots for %s/%s failed; pacing locally", *key)
+                return waiting
+            for index in range(grant.count):
+                item, delay = waiting[len(ready)]
+                ready.append((item, max(delay, grant.slot(index) - now)))
+            next_free = grant.next_free
+            if grant.count < want:
+                break
+        plan = self.bucket(config, plan=True)
+        for item, _ in waiting[len(ready) :]:
+            if plan is not None:
+                plan.cancel()  # the local turn taken by _pace is not used
+            tail = max(self._deferred_tail.get(key, 0.0), next_free)
+            self._deferred_tail[key] = tail + 1 / rate
+            defers[round(tail, 3)].append(item.delivery_id)
+        return ready
 
     def _pace(self, key: NsName, config: EndpointConfig, now: float) -> float:
         """Seconds until this delivery's turn under the endpoint's rate limit.
@@ -470,7 +541,22 @@ class Dispatcher:
                 self.headers(item, config, body, keys),
                 config.timeout,
             )
+        if sent.http_status == 429 and config.rate is not None:
+            await self._slow_everyone(config, sent)
         return self._outcome(item, config, started, sent)
+
+    async def _slow_everyone(self, config: EndpointConfig, sent: SendResult) -> None:
+        """A receiver's 429 holds back every replica's reservations (the local buckets
+        also slow down, in `_outcome`): until its Retry-After, capped, else for
+        SLOW_DOWN_COOLDOWN. A failure to record it only leaves the other replicas as
+        they were."""
+        now = time.time()
+        wait = parse_retry_after(sent.retry_after, now)
+        until = now + min(wait if wait is not None else SLOW_DOWN_COOLDOWN, MAX_NOT_BEFORE)
+        try:
+            await self.store.rate_not_before(config.namespace, config.name, until)
+        except Exception:
+            log.exception("recording a 429 of %s/%s failed", config.namespace, config.name)
 
     def _outcome(
         self, item: Claimed, config: EndpointConfig, started: float, sent: SendResult
