@@ -436,12 +436,15 @@ class Dispatcher:
             if grant.count < want:
                 break
         plan = self.bucket(config, plan=True)
-        for item, _ in waiting[len(ready) :]:
+        # Spread from the budget's next free slot, not from a tail of this replica's own:
+        # a claim may be sent back several times while other replicas take the slots,
+        # and a tail moved on each time would push it ever further out (the budget then
+        # idles). Several replicas' claims coming back together is harmless: whichever
+        # reserves first sends.
+        for index, (item, _) in enumerate(waiting[len(ready) :]):
             if plan is not None:
                 plan.cancel()  # the local turn taken by _pace is not used
-            tail = max(self._deferred_tail.get(key, 0.0), next_free)
-            self._deferred_tail[key] = tail + 1 / rate
-            defers[round(tail, 3)].append(item.delivery_id)
+            defers[round(next_free + index / rate, 3)].append(item.delivery_id)
         return ready
 
     def _pace(self, key: NsName, config: EndpointConfig, now: float) -> float:
