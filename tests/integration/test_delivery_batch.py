@@ -433,6 +433,11 @@ def test_a_database_that_is_down_fails_the_whole_batch_with_retry_after(
             for n in range(5)
         ]
         events_and_a_bad_one: list[dict[str, Any] | bytes] = [*events, b'{"type":"Bad"}']
+        # The caller's token and permission checked (and cached) first: while SQLite is
+        # locked the service's loop waits on it, and a first check of the token then times
+        # out as KubernetesUnavailable instead of the store's refusal under test.
+        warmed = emit_batch(svc, namespace, producer, b'{"type":"Bad"}')
+        assert warmed.status_code == 200, warmed.text
         lock = sqlite3.connect(database, timeout=30)
         try:
             lock.execute("BEGIN EXCLUSIVE")
