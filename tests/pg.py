@@ -90,6 +90,10 @@ class LocalPostgres:
             "--encoding=UTF8",
             "--no-sync",
         )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """pg_ctl start on the initialised data directory (again, after a stop)."""
         options = " ".join(
             [
                 "-c fsync=off",

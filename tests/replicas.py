@@ -13,6 +13,8 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
 from tests import pg
-from tests.harness import DeliveryProcess, Receiver
+from tests.harness import Cluster, DeliveryProcess, Receiver
 
 # A retry waits this long at most, whatever Retry-After says: the outage under test is
 # seconds long, and a test stream should not stall for the header's 5 s.
@@ -171,6 +173,23 @@ def start_replicas(
     return replicas
 
 
+@contextmanager
+def replicas_on_a_new_database(
+    cluster: Cluster, server_dsn: str, workdir: Path, prefix: str, count: int
+) -> Iterator[list[DeliveryProcess]]:
+    """`count` delivery services on one new PostgreSQL database, stopped and the database
+    dropped afterwards."""
+    dsn = pg.create_database(server_dsn, prefix)
+    started: list[DeliveryProcess] = []
+    try:
+        started = start_replicas(cluster.kubeconfig, workdir, dsn, count)
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
+        pg.drop_database(server_dsn, dsn)
+
+
 class RestartablePostgres(pg.LocalPostgres):
     """A private server that a test may stop and start again on the same port and data
     directory (the shared session server must not be: other tests use it)."""
@@ -179,26 +198,8 @@ class RestartablePostgres(pg.LocalPostgres):
         self._run("pg_ctl", "stop", f"--pgdata={self.datadir}", f"--mode={mode}", "--wait")
 
     def resume(self) -> None:
-        # The options of LocalPostgres.start: the server comes back as it was.
-        options = " ".join(
-            [
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c listen_addresses=127.0.0.1",
-                f"-c port={self.port}",
-                f"-k {self.workdir}",
-            ]
-        )
-        self._run(
-            "pg_ctl",
-            "start",
-            f"--pgdata={self.datadir}",
-            f"--log={self.logfile}",
-            f"--options={options}",
-            "--wait",
-            f"--timeout={pg.START_TIMEOUT}",
-        )
+        """Start again on the same port and data directory, as it was."""
+        self.start_server()
 
 
 def durable_database(server_dsn: str, prefix: str) -> str:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import pg
 from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Receiver, eventually
 from tests.integration.test_delivery import endpoint, setup_app
 from tests.integration.test_delivery_batch import emit_batch
 from tests.integration.test_replicas_state import known_everywhere
+from tests.replicas import replicas_on_a_new_database
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -38,21 +38,10 @@ def replicas(
     cluster: Cluster, postgres_dsn: str, tmp_path: Path, operator: OperatorProcess
 ) -> Iterator[list[DeliveryProcess]]:
     """Delivery services on one new PostgreSQL database."""
-    dsn = pg.create_database(postgres_dsn, "replica_rates")
-    started = [
-        DeliveryProcess(cluster.kubeconfig, tmp_path, dsn, name=f"replica-{n}")
-        for n in range(REPLICAS)
-    ]
-    try:
-        for replica in started:
-            replica.start(wait=False)
-        for replica in started:
-            replica.wait_ready()
+    with replicas_on_a_new_database(
+        cluster, postgres_dsn, tmp_path, "replica_rates", REPLICAS
+    ) as started:
         yield started
-    finally:
-        for replica in started:
-            replica.stop()
-        pg.drop_database(postgres_dsn, dsn)
 
 
 def per_second(times: list[float]) -> list[int]:

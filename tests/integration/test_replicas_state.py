@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import pg
 from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, Receiver, eventually
 from tests.integration.test_delivery import apply, deliveries, emit, endpoint, setup_app
+from tests.replicas import replicas_on_a_new_database
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -41,21 +41,10 @@ def replicas(
     cluster: Cluster, postgres_dsn: str, tmp_path: Path, operator: OperatorProcess
 ) -> Iterator[list[DeliveryProcess]]:
     """Delivery services on one new PostgreSQL database."""
-    dsn = pg.create_database(postgres_dsn, "replicas_state")
-    started = [
-        DeliveryProcess(cluster.kubeconfig, tmp_path, dsn, name=f"replica-{n}")
-        for n in range(REPLICAS)
-    ]
-    try:
-        for replica in started:
-            replica.start(wait=False)
-        for replica in started:
-            replica.wait_ready()
+    with replicas_on_a_new_database(
+        cluster, postgres_dsn, tmp_path, "replicas_state", REPLICAS
+    ) as started:
         yield started
-    finally:
-        for replica in started:
-            replica.stop()
-        pg.drop_database(postgres_dsn, dsn)
 
 
 def known_everywhere(
