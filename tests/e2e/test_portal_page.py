@@ -252,3 +252,53 @@ def api_list(portal: PortalProcess, token: str) -> list[dict[str, Any]]:
     with customer(portal, token) as api:
         items: list[dict[str, Any]] = api.get("/endpoints").json()["items"]
     return items
+
+
+def test_hostile_forms_get_a_page_that_says_why(
+    cluster: Cluster, namespace: str, portal: PortalProcess
+) -> None:
+    """A form too large, a bad byte, another app's endpoint: a page with the reason, never
+    a 500 and never a change."""
+    from webhook_operator.portal.web.common import csrf_token
+
+    make_app(cluster, namespace, portal={"allowInsecureHttp": True})
+    make_app(cluster, namespace, name="rival", portal={"allowInsecureHttp": True})
+    issuer = backend(cluster, namespace, ["shop", "rival"])
+    rival = ticket(portal, issuer, namespace, "rival")
+    with customer(portal, rival) as api:
+        made = api.post(
+            "/endpoints", json={"name": "theirs", "url": "http://127.0.0.1:9/h", "events": ["*"]}
+        )
+        assert made.status_code == 201, made.text
+    token = ticket(portal, issuer, namespace, "shop")
+    csrf = csrf_token(token)
+    same = {"Sec-Fetch-Site": "same-origin"}
+
+    def post(path: str, body: bytes) -> httpx.Response:
+        return httpx.post(
+            portal.url + path,
+            content=body,
+            cookies={COOKIE: token},
+            headers={**same, "Content-Type": "application/x-www-form-urlencoded"},
+            timeout=10,
+        )
+
+    huge = post("/endpoints/new", f"csrf={csrf}&description=".encode() + b"a" * 200_000)
+    assert huge.status_code == 303, huge.text
+    assert huge.headers["Location"] == "/problem?reason=BodyTooLarge"
+    shown = httpx.get(portal.url + huge.headers["Location"], timeout=10)
+    assert "too large" in shown.text
+
+    bad_byte = post("/endpoints/new", f"csrf={csrf}&url=http://127.0.0.1:9/%ff&events=*".encode())
+    assert bad_byte.headers.get("Location") == "/problem?reason=InvalidUTF8", bad_byte.text
+    with customer(portal, token) as api:
+        assert api.get("/endpoints").json()["items"] == []
+
+    for path in ("/endpoints/theirs/edit", "/endpoints/theirs/delete", "/endpoints/theirs/ping"):
+        answer = post(path, f"csrf={csrf}&url=http://127.0.0.1:9/x&events=*".encode())
+        assert answer.headers.get("Location") == "/problem?reason=OutsideTicket", (
+            path,
+            answer.text,
+        )
+    with customer(portal, rival) as api:
+        assert api.get("/endpoints/theirs").json()["url"] == "http://127.0.0.1:9/h"

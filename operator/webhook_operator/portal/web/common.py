@@ -163,6 +163,14 @@ PROBLEMS = {
         "The delivery service cannot be reached; try again in a moment",
     ),
     "KubernetesUnavailable": ("Try again shortly", "The platform could not be reached just now"),
+    "InvalidUTF8": (
+        "That form could not be read",
+        "It held characters that are not valid text (not UTF-8); type it again and send it",
+    ),
+    "BodyTooLarge": (
+        "That form was too large",
+        "What was sent is too large to be read; shorten it and send it again",
+    ),
 }
 PROBLEMS["MissingTicket"] = PROBLEMS["NoSession"]
 
@@ -248,7 +256,11 @@ async def change(portal: Portal, request: web.Request) -> tuple[Session, MultiDi
     sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or not hmac.compare_digest(sent, current.csrf):
         raise ApiError(403, "BadCsrfToken", "the form's token does not match this session")
-    return current, MultiDictProxy(_text_fields(form))
+    fields = _text_fields(form)
+    # aiohttp decodes a bad byte as U+FFFD; a changed value must not be stored for it.
+    if any("\ufffd" in value for value in fields.values()):
+        raise ApiError(400, "InvalidUTF8", "the form holds bytes that are not UTF-8")
+    return current, MultiDictProxy(fields)
 
 
 def _text_fields(form: MultiDictProxy[Any]) -> MultiDict[str]:
