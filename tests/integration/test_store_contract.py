@@ -1135,6 +1135,41 @@ def test_postgres_replicas_accept_an_idempotency_key_once(fresh_pg_dsn: str) -> 
     assert {count for _, count, _ in answers} == {1}
 
 
+def test_postgres_replicas_batches_with_keys_in_common_never_deadlock(fresh_pg_dsn: str) -> None:
+    # Each replica's batches name the same keys in opposite orders: taken one by one in
+    # the order given, the locks would deadlock, and PostgreSQL would abort a batch.
+    keys = [f"key-{n}" for n in range(8)]
+
+    def batch(order: list[str]) -> list[tuple[NewEvent, list[NewDelivery]]]:
+        return [
+            (
+                NewEvent(event_id(NOW), NS, APP, "order.created", "{}", key, NOW),
+                [NewDelivery(delivery_id(NOW), "ep-1", PENDING, NOW)],
+            )
+            for key in order
+        ]
+
+    async def scenario() -> list[list[object]]:
+        replicas = [PostgresStore(fresh_pg_dsn) for _ in range(2)]
+        for replica in replicas:
+            await replica.open()
+        try:
+            submissions = [
+                replicas[n % 2].create_events(batch(keys if n % 2 else keys[::-1]))
+                for n in range(10)
+            ]
+            return list(await asyncio.wait_for(asyncio.gather(*submissions), 60))
+        finally:
+            for replica in replicas:
+                await replica.close()
+
+    answers = [outcome for outcomes in asyncio.run(scenario()) for outcome in outcomes]
+    assert not [a for a in answers if isinstance(a, Exception)]
+    firsts = [a for a in answers if isinstance(a, tuple) and not a[2]]
+    assert len(firsts) == len(keys), "each key is accepted exactly once"
+    assert {a[0] for a in answers if isinstance(a, tuple)} == {a[0] for a in firsts}
+
+
 # -- lease owners -----------------------------------------------------------------------
 # A process registers its owner name before claiming; what it leaves behind comes back
 # long before the lease (LEASE) runs out. A "crash" is closing the store without

@@ -105,12 +105,6 @@ class Tx(Protocol):
         """Run a `... RETURNING` statement once per parameter set; the rows of each."""
 
 
-class EventScope(Protocol):
-    """Where a batch of events is written: `atomic()` is one event's, which fails alone."""
-
-    def atomic(self) -> AbstractAsyncContextManager[Tx]: ...
-
-
 class Connector(Tx, Protocol):
     """A database as the core needs it. Its own `Tx` methods run each statement alone."""
 
@@ -133,16 +127,12 @@ class Connector(Tx, Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
 
-    def events(self) -> AbstractAsyncContextManager[EventScope]:
-        """A batch of ingested events: SQLite, one transaction (its commit is the cost)
-        with a savepoint per event; PostgreSQL, a transaction per event (several
-        idempotency-key locks in one could deadlock two replicas)."""
-
     async def next_version(self, tx: Tx) -> int:
         """The endpoint-state version of `tx`'s changes, committed in version order."""
 
-    async def lock_idempotency_key(self, tx: Tx, key: str) -> None:
-        """Hold `key` until `tx` ends, where concurrent writers could both accept it."""
+    async def lock_idempotency_keys(self, tx: Tx, keys: list[str]) -> None:
+        """Hold `keys` until `tx` ends, where concurrent writers could both accept one;
+        taken in one order by every writer, so two batches never wait for each other."""
 
     async def claim(self, now: float, limit: int, lease_until: float, owner: str) -> list[Row]:
         """Lease due deliveries: the claim rows (rows.claimed_row), in claim order."""
@@ -188,38 +178,71 @@ class StoreCore:
     async def create_events(
         self, batch: list[tuple[NewEvent, list[NewDelivery]]], dedupe_window: float = 86400.0
     ) -> list[EventOutcome | Exception]:
-        outcomes: list[EventOutcome | Exception] = []
-        async with self.db.events() as scope:
-            for event, deliveries in batch:
-                try:
-                    async with scope.atomic() as tx:
-                        outcomes.append(
-                            await self._insert_event(tx, event, deliveries, dedupe_window)
-                        )
-                except self.db.refused as exc:
-                    outcomes.append(exc)
-        return outcomes
+        if not batch:
+            return []
+        try:
+            async with self.db.transaction() as tx:
+                return list(await self._insert_events(tx, batch, dedupe_window))
+        except self.db.refused as exc:
+            if len(batch) == 1:
+                return [exc]
+        # Some event of the batch cannot be stored: each in a transaction of its own, so
+        # that one fails alone (rare: ingest refuses what the databases cannot hold).
+        return [await self._create_alone(item, dedupe_window) for item in batch]
 
-    async def _insert_event(
-        self, tx: Tx, event: NewEvent, deliveries: list[NewDelivery], window: float
-    ) -> EventOutcome:
-        key = event.idempotency_key
-        if key is not None:
-            # Namespace and app names cannot contain "/", so the joined string is unambiguous.
-            await self.db.lock_idempotency_key(tx, f"{event.namespace}/{event.app}/{key}")
-            earlier = await tx.fetchone(
-                self.q.find_duplicate, rows.duplicate_params(event, key, window)
+    async def _create_alone(
+        self, item: tuple[NewEvent, list[NewDelivery]], window: float
+    ) -> EventOutcome | Exception:
+        try:
+            async with self.db.transaction() as tx:
+                (outcome,) = await self._insert_events(tx, [item], window)
+        except self.db.refused as exc:
+            return exc
+        return outcome
+
+    async def _insert_events(
+        self, tx: Tx, batch: list[tuple[NewEvent, list[NewDelivery]]], window: float
+    ) -> list[EventOutcome]:
+        """A batch in one transaction: a statement per kind of row, not per event."""
+        # Namespace and app names cannot contain "/", so the joined string is unambiguous.
+        keyed = {
+            f"{e.namespace}/{e.app}/{e.idempotency_key}": e
+            for e, _ in batch
+            if e.idempotency_key is not None
+        }
+        earlier: dict[str, EventOutcome] = {}
+        if keyed:
+            await self.db.lock_idempotency_keys(tx, sorted(keyed))
+            found = await tx.fetch_each(
+                self.q.find_duplicate,
+                [rows.duplicate_params(e, e.idempotency_key or "", window) for e in keyed.values()],
             )
-            if earlier is not None:
-                return earlier[0], earlier[1], True
-        await tx.execute(self.q.insert_event, rows.event_params(event, len(deliveries)))
-        if deliveries:
+            for lock_key, hits in zip(keyed, found, strict=True):
+                if hits:
+                    earlier[lock_key] = (hits[0][0], hits[0][1], True)
+        outcomes: list[EventOutcome] = []
+        new: list[tuple[NewEvent, list[NewDelivery]]] = []
+        for event, deliveries in batch:
+            lock_key = f"{event.namespace}/{event.app}/{event.idempotency_key}"
+            if event.idempotency_key is not None and lock_key in earlier:
+                outcomes.append(earlier[lock_key])
+                continue
+            if event.idempotency_key is not None:
+                # A later event of this batch with the same key is this one's duplicate.
+                earlier[lock_key] = (event.id, len(deliveries), True)
+            new.append((event, deliveries))
+            outcomes.append((event.id, len(deliveries), False))
+        if new:
             await tx.executemany(
-                self.q.insert_delivery, [rows.delivery_params(event, d) for d in deliveries]
+                self.q.insert_event, [rows.event_params(e, len(d)) for e, d in new]
             )
-            held = {(event.namespace, d.endpoint) for d in deliveries if d.status == HELD}
-            await self._touch(tx, held)
-        return event.id, len(deliveries), False
+            await tx.executemany(
+                self.q.insert_delivery, [rows.delivery_params(e, d) for e, ds in new for d in ds]
+            )
+            await self._touch(
+                tx, {(e.namespace, d.endpoint) for e, ds in new for d in ds if d.status == HELD}
+            )
+        return outcomes
 
     async def _touch(self, tx: Tx, endpoints: set[tuple[str, str]]) -> None:
         """A new version for endpoints whose held deliveries changed (sql: touch_state)."""

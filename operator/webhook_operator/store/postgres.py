@@ -7,7 +7,8 @@ is done with locks here:
   each other's rows instead of waiting, and a row another claimer just leased fails the
   lease check when it is re-read, so no delivery is handed out twice while its lease holds;
 - an idempotency key is checked and used under a transaction-level advisory lock on that
-  key, so two replicas accepting the same submission store it once;
+  key, so two replicas accepting the same submission store it once; a batch of events
+  takes its keys' locks in one statement, in one order, so two batches never deadlock;
 - endpoint state versions come from a sequence, taken under a transaction-level advisory
   lock so they also commit in order: a reader that has seen version N will never later
   find a newly committed N-1 behind its stats cursor;
@@ -66,7 +67,7 @@ class PostgresQueries(DialectQueries):
     """The statements of sql/postgres.sql (see there)."""
 
     claim: str
-    lock_idempotency_key: str
+    lock_idempotency_keys: str
     lock_owner: str
     register_owner: str
     beat: str
@@ -185,18 +186,13 @@ class PostgresConnector:
         async with self._pooled() as conn, conn.transaction(), conn.cursor() as cur:
             yield CursorTx(cur)
 
-    @asynccontextmanager
-    async def events(self) -> AsyncIterator[EventConnection]:
-        async with self._pooled() as conn:
-            yield EventConnection(conn)
-
     async def next_version(self, tx: Tx) -> int:
         row = await tx.fetchone(self.q.next_version, {})
         assert row is not None  # a SELECT without FROM filter answers one row
         return int(row[0])
 
-    async def lock_idempotency_key(self, tx: Tx, key: str) -> None:
-        await tx.execute(self.q.lock_idempotency_key, {"lock_key": key})
+    async def lock_idempotency_keys(self, tx: Tx, keys: list[str]) -> None:
+        await tx.execute(self.q.lock_idempotency_keys, {"lock_keys": keys})
 
     # -- claims and their owners ----------------------------------------------------------
 
@@ -339,15 +335,3 @@ class CursorTx:
             found.append(list(await self.cur.fetchall()))
             if not self.cur.nextset():
                 return found
-
-
-class EventConnection:
-    """`core.EventScope`: one pooled connection, a transaction per event."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    @asynccontextmanager
-    async def atomic(self) -> AsyncIterator[CursorTx]:
-        async with self.conn.transaction(), self.conn.cursor() as cur:
-            yield CursorTx(cur)

@@ -161,20 +161,12 @@ class SQLiteConnector:
         """One write transaction, taking the write lock at once."""
         return _Write(self)
 
-    def events(self) -> _Write:
-        # One commit for the whole batch: the commit, not the inserts, is the cost.
-        return _Write(self)
-
-    def atomic(self) -> _Savepoint:
-        """Within a transaction: a part that fails alone (one event of a batch)."""
-        return _Savepoint(self)
-
     async def next_version(self, tx: object) -> int:
         # The connection is the transaction: one writer at a time.
         version: int = self.conn.execute(self.q.next_version).fetchone()[0]
         return version
 
-    async def lock_idempotency_key(self, tx: object, key: str) -> None:
+    async def lock_idempotency_keys(self, tx: object, keys: list[str]) -> None:
         """Nothing to lock: the write transaction already excludes every other writer."""
 
     # -- claims and their owner -----------------------------------------------------------
@@ -249,18 +241,6 @@ class _Write(_Scope):
             _rollback(conn)
             raise
         _rollback(conn)
-
-
-class _Savepoint(_Scope):
-    """Within `_Write`: one event of an ingest batch, which fails alone."""
-
-    begin = "SAVEPOINT event"
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        conn = self.db.conn
-        if exc_type is not None:
-            conn.execute("ROLLBACK TO event")
-        conn.execute("RELEASE event")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -32,10 +32,16 @@ RETURNING d.id, d.event_id, d.namespace, d.app, d.endpoint, e.type, e.payload, d
 WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(1002, 0))
 SELECT nextval('endpoint_state_version') FROM locked;
 
--- name: lock_idempotency_key
+-- name: lock_idempotency_keys
 -- Held until commit, so a concurrent submission with the same key waits, then finds the
--- first one.
-SELECT pg_advisory_xact_lock(1001, hashtext(:lock_key));
+-- first one. Taken in the order of the lock ids, the same in every transaction, so two
+-- batches with keys in common never wait for each other (a deadlock).
+SELECT pg_advisory_xact_lock(1001, lock_id)
+FROM (
+    SELECT DISTINCT hashtext(lock_key) AS lock_id
+    FROM unnest(CAST(:lock_keys AS text[])) AS lock_key
+    ORDER BY lock_id
+) AS ordered;
 
 -- name: lock_owner
 -- Held by the owner's own session for as long as it claims.
