@@ -440,6 +440,24 @@ async def test_a_result_from_a_lost_lease_changes_nothing(store: Store) -> None:
 
 
 @contract
+async def test_a_batch_naming_a_delivery_twice_records_the_first_result_only(
+    store: Store,
+) -> None:
+    # A late result and a newer one for the same delivery may meet in one flush: the
+    # first ends the lease, so the second no longer applies, whatever the database.
+    dlv = await one(store)
+    other = await one(store, "ep-2")
+    by_id = {c.delivery_id: c for c in await claim(store)}
+    first = result(by_id[dlv], FAILED, started=NOW)
+    again = result(by_id[dlv], DELIVERED, started=NOW + 1)
+    await store.finish_attempts([first, result(by_id[other]), again], NOW + 2)
+    found = await detail(store, dlv)
+    assert (found.delivery.status, found.delivery.attempts) == (FAILED, 1)
+    assert [a.success for a in found.attempts] == [False]
+    assert (await detail(store, other)).delivery.status == DELIVERED
+
+
+@contract
 async def test_results_keep_the_endpoint_state(store: Store) -> None:
     first, second, third = [await one(store, at=NOW - 3 + i) for i in range(3)]
     by_id = {c.delivery_id: c for c in await claim(store)}

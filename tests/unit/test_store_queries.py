@@ -100,3 +100,18 @@ def test_the_package_files_hold_every_statement(file: str, cls: type[DialectQuer
         assert "--" not in sql
         if style == queries.PYFORMAT:
             assert not leftover.search(sql.replace("::", "")), sql
+
+
+def test_postgres_add_events_reads_every_parameter_of_a_row() -> None:
+    # add_events sends a batch as JSON objects read back by column name: a parameter
+    # added to the row mappers but not to the statement would be dropped silently.
+    from webhook_operator.store import postgres, rows
+    from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent
+
+    event = NewEvent("evt_1", "ns", "app", "order.created", "{}", "key", 1.0)
+    delivery = NewDelivery("dlv_1", "ep", DeliveryStatus.PENDING, 1.0)
+    events, deliveries = rows.batch_params([(event, [delivery])])
+    statement = postgres.QUERIES.add_events
+    record_types = re.findall(r"AS \w \(([^)]*)\)", statement)
+    declared = [{column.split()[0] for column in found.split(",")} for found in record_types]
+    assert declared == [set(events[0]), set(deliveries[0])]

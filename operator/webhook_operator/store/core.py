@@ -48,10 +48,6 @@ class SharedQueries:
     """The statements of sql/queries.sql (see there)."""
 
     find_duplicate: str
-    insert_event: str
-    insert_delivery: str
-    finish_delivery: str
-    insert_attempt: str
     defer: str
     hold: str
     release_held: str
@@ -127,6 +123,16 @@ class Connector(Tx, Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
 
+    async def add_events(
+        self, tx: Tx | None, events: list[Params], deliveries: list[Params]
+    ) -> None:
+        """Insert events and their deliveries (rows.event_params, rows.delivery_params):
+        inside `tx`, or when None atomically on their own."""
+
+    async def finish(self, tx: Tx, finishes: list[Params], attempts: list[Params]) -> list[bool]:
+        """Record attempt results (rows.finish_params, and rows.attempt_params in the same
+        order) in `tx`; for each, whether it applied (sql: finish_delivery)."""
+
     async def next_version(self, tx: Tx) -> int:
         """The endpoint-state version of `tx`'s changes, committed in version order."""
 
@@ -181,8 +187,13 @@ class StoreCore:
         if not batch:
             return []
         try:
-            async with self.db.transaction() as tx:
-                return list(await self._insert_events(tx, batch, dedupe_window))
+            if not all(plain_event(e, d) for e, d in batch):
+                async with self.db.transaction() as tx:
+                    return list(await self._insert_events(tx, batch, dedupe_window))
+            # The common batch, with no key to look up and nothing held: no transaction
+            # around it, a dialect's add_events is atomic on its own.
+            await self.db.add_events(None, *rows.batch_params(batch))
+            return [(e.id, len(d), False) for e, d in batch]
         except self.db.refused as exc:
             if len(batch) == 1:
                 return [exc]
@@ -233,12 +244,7 @@ class StoreCore:
             new.append((event, deliveries))
             outcomes.append((event.id, len(deliveries), False))
         if new:
-            await tx.executemany(
-                self.q.insert_event, [rows.event_params(e, len(d)) for e, d in new]
-            )
-            await tx.executemany(
-                self.q.insert_delivery, [rows.delivery_params(e, d) for e, ds in new for d in ds]
-            )
+            await self.db.add_events(tx, *rows.batch_params(new))
             await self._touch(
                 tx, {(e.namespace, d.endpoint) for e, ds in new for d in ds if d.status == HELD}
             )
@@ -279,13 +285,14 @@ class StoreCore:
         if not results:
             return
         async with self.db.transaction() as tx:
-            applied = await tx.execute_each(
-                self.q.finish_delivery, [rows.finish_params(r, now) for r in results]
+            applied = await self.db.finish(
+                tx,
+                [rows.finish_params(r, now) for r in results],
+                [rows.attempt_params(r) for r in results],
             )
             kept = [r for r, changed in zip(results, applied, strict=True) if changed]
             if not kept:
                 return
-            await tx.executemany(self.q.insert_attempt, [rows.attempt_params(r) for r in kept])
             # One version for the whole batch: readers see the transaction whole or not at all.
             version = await self.db.next_version(tx)
             await tx.executemany(
@@ -487,6 +494,11 @@ class StoreCore:
     def _with_filters(self, sql: str, filters: list[str]) -> str:
         """`sql` with its {filters} (conditions of our own, never input) in place."""
         return sql.replace("{filters}", queries.convert(" AND ".join(filters), self.db.paramstyle))
+
+
+def plain_event(event: NewEvent, deliveries: list[NewDelivery]) -> bool:
+    """Stored without reading or locking anything: no idempotency key, nothing held."""
+    return event.idempotency_key is None and all(d.status != HELD for d in deliveries)
 
 
 def in_list(column: str, prefix: str, values: Sequence[Any], params: Params) -> str:

@@ -41,6 +41,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+import orjson
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, OperationalError
 from psycopg.rows import TupleRow
@@ -74,6 +75,8 @@ class PostgresQueries(DialectQueries):
     reap_owners: str
     unregister_owner: str
     release_leases: str
+    add_events: str
+    finish: str
 
 
 QUERIES: Final = queries.bind(PostgresQueries, queries.load("postgres", queries.PYFORMAT))
@@ -96,6 +99,7 @@ class PostgresConnector:
         psycopg.DataError,
         psycopg.IntegrityError,
         UnicodeEncodeError,
+        orjson.JSONEncodeError,  # text JSON cannot hold (a lone surrogate)
     )
 
     def __init__(self, dsn: str, min_size: int = 1, max_size: int = 10) -> None:
@@ -185,6 +189,24 @@ class PostgresConnector:
     async def transaction(self) -> AsyncIterator[CursorTx]:
         async with self._pooled() as conn, conn.transaction(), conn.cursor() as cur:
             yield CursorTx(cur)
+
+    async def add_events(
+        self, tx: Tx | None, events: list[Params], deliveries: list[Params]
+    ) -> None:
+        params = {"events": as_json(events), "deliveries": as_json(deliveries)}
+        await (tx or self).execute(self.q.add_events, params)
+
+    async def finish(self, tx: Tx, finishes: list[Params], attempts: list[Params]) -> list[bool]:
+        applied = [False] * len(finishes)
+        for part in distinct_deliveries(finishes):
+            params = {
+                "finishes": as_json([finishes[i] for i in part]),
+                "attempts": as_json([attempts[i] for i in part]),
+            }
+            done = {row[0] for row in await tx.fetchall(self.q.finish, params)}
+            for index in part:
+                applied[index] = finishes[index]["delivery_id"] in done
+        return applied
 
     async def next_version(self, tx: Tx) -> int:
         row = await tx.fetchone(self.q.next_version, {})
@@ -291,6 +313,26 @@ class PostgresConnector:
         if conn is not None:
             with contextlib.suppress(OperationalError):
                 await conn.close()
+
+
+def as_json(rows: list[Params]) -> str:
+    """Rows as one JSON array of objects, for statements that read it with
+    json_to_recordset: a batch as one parameter."""
+    return orjson.dumps(rows).decode()
+
+
+def distinct_deliveries(finishes: list[Params]) -> list[list[int]]:
+    """The batch's indexes in consecutive parts, each naming a delivery at most once (a
+    late result and a newer attempt's may meet in one batch), in order."""
+    parts: list[list[int]] = [[]]
+    seen: set[str] = set()
+    for index, params in enumerate(finishes):
+        if params["delivery_id"] in seen:
+            parts.append([])
+            seen = set()
+        seen.add(params["delivery_id"])
+        parts[-1].append(index)
+    return parts
 
 
 class CursorTx:

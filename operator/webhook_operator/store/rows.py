@@ -7,6 +7,7 @@ column lists in `sql/queries.sql`; a change there is a change here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from webhook_operator.store.base import (
@@ -68,6 +69,16 @@ def delivery_params(event: NewEvent, delivery: NewDelivery) -> Params:
         "now": event.created_at,
         "next_attempt_at": delivery.next_attempt_at,
     }
+
+
+def batch_params(
+    batch: Sequence[tuple[NewEvent, Sequence[NewDelivery]]],
+) -> tuple[list[Params], list[Params]]:
+    """The rows of a batch of events: the events', their deliveries'."""
+    return (
+        [event_params(e, len(ds)) for e, ds in batch],
+        [delivery_params(e, d) for e, ds in batch for d in ds],
+    )
 
 
 def finish_params(result: AttemptResult, now: float) -> Params:

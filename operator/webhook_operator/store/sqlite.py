@@ -59,6 +59,10 @@ class SQLiteQueries(DialectQueries):
     take_lease: str
     release_all_leases: str
     release_owner_leases: str
+    insert_event: str
+    insert_delivery: str
+    finish_delivery: str
+    insert_attempt: str
 
 
 QUERIES: Final = queries.bind(SQLiteQueries, queries.load("sqlite", queries.NAMED))
@@ -160,6 +164,24 @@ class SQLiteConnector:
     def transaction(self) -> _Write:
         """One write transaction, taking the write lock at once."""
         return _Write(self)
+
+    async def add_events(self, tx: object, events: list[Params], deliveries: list[Params]) -> None:
+        if tx is None:
+            async with self.transaction():
+                await self.add_events(self, events, deliveries)
+            return
+        self.conn.executemany(self.q.insert_event, events)
+        self.conn.executemany(self.q.insert_delivery, deliveries)
+
+    async def finish(
+        self, tx: object, finishes: list[Params], attempts: list[Params]
+    ) -> list[bool]:
+        conn = self.conn
+        applied = [conn.execute(self.q.finish_delivery, p).rowcount > 0 for p in finishes]
+        conn.executemany(
+            self.q.insert_attempt, [a for a, kept in zip(attempts, applied, strict=True) if kept]
+        )
+        return applied
 
     async def next_version(self, tx: object) -> int:
         # The connection is the transaction: one writer at a time.

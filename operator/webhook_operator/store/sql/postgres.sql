@@ -116,3 +116,71 @@ UPDATE endpoint_rates SET
         ELSE 0 END)
 WHERE namespace = :namespace AND endpoint = :endpoint
 RETURNING tat, granted, not_before;
+
+-- name: add_events
+-- A batch of events and their deliveries in one statement: the rows as two JSON arrays of
+-- objects (store/postgres.py: as_json), read back into rows by the server. One round trip
+-- and, alone, its own transaction, where a statement per row would wait for the network
+-- each time; and JSON is encoded in C, where psycopg adapts arrays in Python. The
+-- deliveries' foreign key is checked at the end of the statement, after both inserts.
+WITH added AS (
+    INSERT INTO events (
+        id, namespace, app, type, payload, idempotency_key, delivery_count, created_at
+    )
+    SELECT id, namespace, app, type, payload, idempotency_key, delivery_count, created_at
+    FROM json_to_recordset(CAST(:events AS json)) AS e (
+        id text, namespace text, app text, type text, payload text, idempotency_key text,
+        delivery_count integer, created_at double precision
+    )
+)
+INSERT INTO deliveries (
+    id, event_id, namespace, app, endpoint, event_type, status, attempts,
+    created_at, updated_at, next_attempt_at
+)
+SELECT id, event_id, namespace, app, endpoint, event_type, status, 0, now, now, next_attempt_at
+FROM json_to_recordset(CAST(:deliveries AS json)) AS d (
+    id text, event_id text, namespace text, app text, endpoint text, event_type text,
+    status text, now double precision, next_attempt_at double precision
+);
+
+-- name: finish
+-- A batch of results in one statement (as add_events, rows as JSON): each applies only
+-- while `owner` is still the lease holder (nobody claimed the delivery since, even if the
+-- lease ran out) and no later attempt was recorded, and only an applied one keeps its
+-- attempt. RETURNING says which applied. A delivery appears at most once per batch
+-- (postgres.py splits the batch where it would not): UPDATE ... FROM applies one source
+-- row per target row.
+WITH finished AS (
+    UPDATE deliveries AS d
+    SET status = r.status,
+        attempts = r.attempt,
+        next_attempt_at = r.next_attempt_at,
+        last_http_status = r.http_status,
+        last_error = r.error,
+        updated_at = r.now,
+        lease_owner = NULL,
+        lease_until = NULL
+    FROM json_to_recordset(CAST(:finishes AS json)) AS r (
+        delivery_id text, owner text, attempt integer, status text,
+        next_attempt_at double precision, http_status integer, error text,
+        now double precision
+    )
+    WHERE d.id = r.delivery_id
+      AND d.lease_owner = r.owner
+      AND d.attempts = r.attempt - 1
+      AND d.status IN ('pending', 'failed')
+    RETURNING d.id
+)
+INSERT INTO attempts (
+    delivery_id, attempt, namespace, endpoint, started_at, duration_ms,
+    http_status, error, response_snippet, success
+)
+SELECT delivery_id, attempt, namespace, endpoint, started_at, duration_ms,
+    http_status, error, response_snippet, success
+FROM json_to_recordset(CAST(:attempts AS json)) AS a (
+    delivery_id text, attempt integer, namespace text, endpoint text,
+    started_at double precision, duration_ms double precision, http_status integer,
+    error text, response_snippet text, success boolean
+)
+WHERE a.delivery_id IN (SELECT id FROM finished)
+RETURNING delivery_id;

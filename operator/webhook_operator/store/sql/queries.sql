@@ -21,49 +21,11 @@ WHERE namespace = :namespace
 ORDER BY created_at DESC
 LIMIT 1;
 
--- name: insert_event
-INSERT INTO events (id, namespace, app, type, payload, idempotency_key, delivery_count, created_at)
-VALUES (:id, :namespace, :app, :type, :payload, :idempotency_key, :delivery_count, :created_at);
-
--- name: insert_delivery
-INSERT INTO deliveries (
-    id, event_id, namespace, app, endpoint, event_type, status, attempts,
-    created_at, updated_at, next_attempt_at
-)
-VALUES (
-    :id, :event_id, :namespace, :app, :endpoint, :event_type, :status, 0,
-    :now, :now, :next_attempt_at
-);
+-- (the events and deliveries themselves: add_events, in the dialect files)
 
 -- == results ==========================================================================
 
--- name: finish_delivery
--- Applies only while `owner` is still the lease holder (nobody claimed the delivery since,
--- even if the lease ran out) and no later attempt was recorded: a row count of 0 says
--- the result changes nothing.
-UPDATE deliveries
-SET status = :status,
-    attempts = :attempt,
-    next_attempt_at = :next_attempt_at,
-    last_http_status = :http_status,
-    last_error = :error,
-    updated_at = :now,
-    lease_owner = NULL,
-    lease_until = NULL
-WHERE id = :delivery_id
-  AND lease_owner = :owner
-  AND attempts = :attempt - 1
-  AND status IN ('pending', 'failed');
-
--- name: insert_attempt
-INSERT INTO attempts (
-    delivery_id, attempt, namespace, endpoint, started_at, duration_ms,
-    http_status, error, response_snippet, success
-)
-VALUES (
-    :delivery_id, :attempt, :namespace, :endpoint, :started_at, :duration_ms,
-    :http_status, :error, :response_snippet, :success
-);
+-- (a batch of results itself: finish, in the dialect files)
 
 -- name: defer
 -- A leased delivery given back unattempted (rate limit), due at :until.
