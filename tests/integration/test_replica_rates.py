@@ -1,6 +1,8 @@
-"""An endpoint's rate limit across three delivery-service replicas on one PostgreSQL
-database (issue 17, items 2 and 5): the replicas take send slots from one budget in the
-store, so together they send at the endpoint's rate, not three times it.
+"""An endpoint's rate limit and concurrency across three delivery-service replicas on one
+PostgreSQL database (issue 17, items 2 and 5): the replicas take send slots from one
+budget in the store, so together they send at the endpoint's rate, not three times it;
+and concurrency slots from one record, so together they have at most maxConcurrency
+requests in flight to it.
 
 Two hundred events are emitted round-robin to the replicas, in batches of 20, faster
 than the endpoint's 20 per second, so every replica has a backlog for it; the receiver's
@@ -78,3 +80,43 @@ def test_three_replicas_keep_an_endpoint_to_its_rate(
     assert min(full) >= low, f"arrivals per second {counts}, limit {RATE}"
     overall = (len(times) - 1) / (max(times) - min(times))
     assert low <= overall <= high, f"{overall:.1f}/s over the run, limit {RATE}"
+
+
+CONCURRENCY = 2
+SLOW = 0.25  # the receiver's answer time
+SLOW_EVENTS = 30
+
+
+def most_in_flight(times: list[float], answer: float) -> int:
+    """The most arrivals within any span shorter than the answer time: a request can
+    start only when another has been answered, so this is the most in flight at once."""
+    times = sorted(times)
+    return max(
+        sum(1 for other in times[i:] if other - start < answer) for i, start in enumerate(times)
+    )
+
+
+def test_three_replicas_keep_an_endpoint_to_its_concurrency(
+    cluster: Cluster, namespace: str, receiver: Receiver, replicas: list[DeliveryProcess]
+) -> None:
+    receiver.respond("/slow", (204, {}, SLOW))
+    limited = endpoint("ep", receiver.url("/slow"), maxConcurrency=CONCURRENCY)
+    producer = setup_app(cluster, namespace, receiver, limited)
+    known_everywhere(replicas, namespace, producer, "ep")
+    # Every replica gets a backlog for the endpoint at once.
+    for n in range(REPLICAS):
+        share = SLOW_EVENTS // REPLICAS
+        events = [{"type": "invoice.paid", "data": {"n": n * share + i}} for i in range(share)]
+        response = emit_batch(replicas[n], namespace, producer, *events)
+        assert response.status_code == 200, response.text
+    ideal = SLOW_EVENTS * SLOW / CONCURRENCY
+    eventually(
+        lambda: len(receiver.received("/slow")) >= SLOW_EVENTS,
+        timeout=ideal * 3 + 10,
+        what=f"{SLOW_EVENTS} deliveries, {CONCURRENCY} at a time",
+    )
+    times = [float(r["at"]) for r in receiver.received("/slow")]
+    # A little under the answer time: the next request may start just as one is answered.
+    assert most_in_flight(times, SLOW * 0.9) == CONCURRENCY, sorted(t - min(times) for t in times)
+    # And the replicas share the slots rather than starve one another.
+    assert max(times) - min(times) <= ideal * 2, f"{max(times) - min(times):.1f}s, ideal {ideal}s"

@@ -34,6 +34,7 @@ from webhook_operator.store.base import (
     NewEvent,
     OwnerInUse,
     QueueStats,
+    SlotGrant,
     Store,
     Sweep,
 )
@@ -58,7 +59,10 @@ EXHAUSTED = DeliveryStatus.EXHAUSTED
 HELD = DeliveryStatus.HELD
 CANCELLED = DeliveryStatus.CANCELLED
 
-TRUNCATE = "TRUNCATE events, deliveries, attempts, endpoint_states, lease_owners"
+TRUNCATE = (
+    "TRUNCATE events, deliveries, attempts, endpoint_states, lease_owners, endpoint_rates,"
+    " endpoint_slots"
+)
 
 # -- fixtures ---------------------------------------------------------------------------
 
@@ -605,6 +609,32 @@ async def test_a_429_delays_every_reservation(store: Store) -> None:
     assert (await store.reserve_rate(NS, "ep-1", NOW, 10.0, 1.0, 3, 1.0)).count == 0
     grant = await store.reserve_rate(NS, "ep-1", NOW + 4.95, 10.0, 1.0, 3, 0.15)
     assert (grant.count, grant.slot(0)) == (2, pytest.approx(NOW + 5, abs=1e-6))
+
+
+@contract
+async def test_concurrency_slots_are_shared_within_the_limit(store: Store) -> None:
+    """Owners take an endpoint's maxConcurrency slots from one record: limit 4."""
+    assert await store.take_slots(NS, "ep-1", OWNER, 0, 3, 4) == SlotGrant(3, None)
+    # Another owner gets what is left and waits for the rest; the first learns its share.
+    assert await store.take_slots(NS, "ep-1", OTHER_OWNER, 0, 3, 4) == SlotGrant(1, 2)
+    assert await store.contested_slots(OWNER) == {(NS, "ep-1")}
+    assert await store.contested_slots(OTHER_OWNER) == set()
+    # Giving back beyond the share; the other takes the freed slot and waits no more.
+    assert await store.take_slots(NS, "ep-1", OWNER, 2, 0, 4) == SlotGrant(0, 2)
+    assert await store.take_slots(NS, "ep-1", OTHER_OWNER, 1, 1, 4) == SlotGrant(1, 2)
+    assert await store.contested_slots(OWNER) == set()
+    # Endpoints have slots of their own; holding and wanting nothing leaves no record.
+    assert await store.take_slots(NS, "ep-2", OTHER_OWNER, 0, 5, 4) == SlotGrant(4, None)
+    await store.take_slots(NS, "ep-1", OWNER, 0, 0, 4)
+    assert await store.take_slots(NS, "ep-1", OTHER_OWNER, 2, 2, 4) == SlotGrant(2, None)
+
+
+@contract
+async def test_an_owner_leaving_gives_its_slots_back(store: Store) -> None:
+    await store.register_owner(OWNER, NOW)
+    assert (await store.take_slots(NS, "ep-1", OWNER, 0, 2, 2)).granted == 2
+    await store.release_owner(OWNER)
+    assert (await store.take_slots(NS, "ep-1", OTHER_OWNER, 0, 2, 2)).granted == 2
 
 
 @contract
@@ -1227,6 +1257,7 @@ async def test_a_killed_owners_claims_come_back_when_the_next_process_starts(
     await store.register_owner(OWNER, NOW)
     created = sorted([await one(store) for _ in range(2)])
     assert sorted(ids(await claim(store))) == created
+    assert (await store.take_slots(NS, "ep-1", OWNER, 0, 1, 1)).granted == 1
     await store.close()  # killed mid-attempt
 
     successor = same_database(store)
@@ -1236,6 +1267,8 @@ async def test_a_killed_owners_claims_come_back_when_the_next_process_starts(
         sweep = await successor.heartbeat(OTHER_OWNER, NOW + 1, STALE)
         assert released + sweep.released == 2
         assert not sweep.rejoined
+        # Its concurrency slots too.
+        assert (await successor.take_slots(NS, "ep-1", OTHER_OWNER, 0, 1, 1)).granted == 1
         # Long before the lease would have run out.
         assert sorted(ids(await claim(successor, NOW + 1, owner=OTHER_OWNER))) == created
         # Claims of the live successor are its own: a heartbeat gives back nothing.

@@ -4,7 +4,9 @@ scheduled by the endpoint's retry policy.
 
 Whether an endpoint is paused or disabled is `EndpointStates`' answer (the store's truth,
 shared by every replica), asked when a delivery is claimed and again just before it is
-sent: a delivery caught either time is held, unattempted, as at ingest.
+sent: a delivery caught either time is held, unattempted, as at ingest. Rate limits and
+maxConcurrency are shared by the replicas through the store too (send slots reserved from
+`Store.reserve_rate`, concurrency slots from `endpoint_slots.EndpointSlots`).
 
 Results are written in small batches so a busy service makes few store transactions;
 a crash between claim and record loses nothing: the claim is given back and another
@@ -43,6 +45,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from webhook_operator.delivery.endpoint_slots import EndpointSlots
 from webhook_operator.delivery.endpoint_states import EndpointStates
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import EndpointConfig, Registry
@@ -127,7 +130,8 @@ class Dispatcher:
     states: EndpointStates
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _slots: asyncio.Semaphore | None = None
-    _per_endpoint: dict[NsName, asyncio.Semaphore] = field(default_factory=dict)
+    # Each endpoint's maxConcurrency, shared with the other replicas through the store.
+    slots: EndpointSlots = field(init=False)
     _buckets: dict[NsName, tuple[TokenBucket, TokenBucket]] = field(default_factory=dict)
     _results: list[AttemptResult] = field(default_factory=list)
     _flush_now: asyncio.Event = field(default_factory=asyncio.Event)
@@ -144,6 +148,9 @@ class Dispatcher:
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _heartbeats: asyncio.Task[None] | None = None
     draining: bool = False
+
+    def __post_init__(self) -> None:
+        self.slots = EndpointSlots(self.store, self.settings.owner)
 
     def wake(self) -> None:
         self._wake.set()
@@ -174,18 +181,9 @@ class Dispatcher:
             pair[1].reconfigure(config.rate, gate_burst)
         return pair[0] if plan else pair[1]
 
-    def semaphore(self, config: EndpointConfig) -> asyncio.Semaphore:
-        key = (config.namespace, config.name)
-        sem = self._per_endpoint.get(key)
-        if sem is None or getattr(sem, "_limit", None) != config.max_concurrency:
-            sem = asyncio.Semaphore(config.max_concurrency)
-            sem._limit = config.max_concurrency  # type: ignore[attr-defined]
-            self._per_endpoint[key] = sem
-        return sem
-
     def forget_endpoint(self, key: NsName) -> None:
         self._buckets.pop(key, None)
-        self._per_endpoint.pop(key, None)
+        self.slots.forget(key)
         self._deferred_tail.pop(key, None)
         self._gates.pop(key, None)
         self.metrics.forget(*key)
@@ -198,6 +196,7 @@ class Dispatcher:
             return
         flusher = asyncio.create_task(self._flush_loop())
         heartbeats = self._heartbeats = asyncio.create_task(self._heartbeat_loop())
+        sharing = asyncio.create_task(self.slots.run())
         outage = StoreOutage()
         try:
             while not self.draining:
@@ -221,7 +220,7 @@ class Dispatcher:
                 # this loop claiming without ever letting sends, timers or ingest run.
                 await asyncio.sleep(0)
         finally:
-            for task in (flusher, heartbeats):
+            for task in (flusher, heartbeats, sharing):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -255,6 +254,7 @@ class Dispatcher:
         # A dispatch that waited for a slot all along gets one now, and gives it back.
         await self._claiming_stopped(grace)
         await self._flush()
+        await self.slots.close()
         try:
             released = await self.store.release_owner(self.settings.owner)
         except Exception:
@@ -491,7 +491,7 @@ class Dispatcher:
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._admit(config)
-            async with self.semaphore(config):
+            async with self.slots.slot((config.namespace, config.name), config.max_concurrency):
                 task = asyncio.current_task()
                 if task is not None:
                     self._waiting.pop(task, None)  # sending from here on

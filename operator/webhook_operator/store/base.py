@@ -246,6 +246,28 @@ class RateGrant:
         return self.first + index * self.interval
 
 
+@dataclass(frozen=True)
+class SlotGrant:
+    """What `Store.take_slots` gave: `granted` more concurrency slots of the endpoint;
+    `share`, while other owners hold or want some too, the most this owner should hold
+    (None when it is the only one)."""
+
+    granted: int
+    share: int | None
+
+
+def slot_grant(limit: int, held: int, want: int, others: list[tuple[int, int]]) -> SlotGrant:
+    """Slots for an owner holding `held` of the endpoint's `limit` and waiting for `want`
+    more, beside other owners' (held, wanted): never more than the limit in all, and
+    while others hold or want some, never beyond an even share (rounded up, so a limit
+    below the number of owners still lets each have one in turn)."""
+    taken = sum(h for h, _ in others)
+    contenders = 1 + sum(1 for h, w in others if h > 0 or w > 0)
+    share = None if contenders == 1 else -(-limit // contenders)
+    cap = limit if share is None else share
+    return SlotGrant(max(0, min(want, limit - taken - held, cap - held)), share)
+
+
 class OwnerInUse(RuntimeError):
     """Another live process claims under the same owner name."""
 
@@ -364,6 +386,17 @@ class Store(Protocol):
     async def rate_not_before(self, namespace: str, endpoint: str, until: float) -> None:
         """A receiver answered 429: no reservation for the endpoint, by any process,
         starts before `until` (a later time already recorded stays)."""
+
+    async def take_slots(
+        self, namespace: str, endpoint: str, owner: str, held: int, want: int, limit: int
+    ) -> SlotGrant:
+        """Record that `owner` holds `held` of the endpoint's `limit` concurrency slots
+        (fewer than before gives some back) and take up to `want` more, shared by every
+        process on the database (`slot_grant`); what it did not get stays wanted, so
+        other owners see it and keep to their share."""
+
+    async def contested_slots(self, owner: str) -> set[tuple[str, str]]:
+        """The endpoints (namespace, name) whose slots owners other than `owner` wait for."""
 
     async def disabled_endpoints(self) -> list[EndpointState]:
         """Every endpoint currently disabled (loaded at start-up)."""

@@ -33,9 +33,11 @@ from webhook_operator.store.base import (
     NewEvent,
     QueueStats,
     RateGrant,
+    SlotGrant,
     Sweep,
     activity_series,
     endpoint_state_updates,
+    slot_grant,
 )
 from webhook_operator.store.rows import Params, Row
 
@@ -70,6 +72,10 @@ class SharedQueries:
     purge: str
     add_endpoint_rate: str
     rate_not_before: str
+    select_slots: str
+    set_slots: str
+    drop_slots: str
+    contested_slots: str
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,9 @@ class Connector(Tx, Protocol):
     async def finish(self, tx: Tx, finishes: list[Params], attempts: list[Params]) -> list[bool]:
         """Record attempt results (rows.finish_params, and rows.attempt_params in the same
         order) in `tx`; for each, whether it applied (sql: finish_delivery)."""
+
+    async def lock_endpoint_slots(self, tx: Tx, key: str) -> None:
+        """Hold the endpoint's concurrency slots until `tx` ends."""
 
     async def next_version(self, tx: Tx) -> int:
         """The endpoint-state version of `tx`'s changes, committed in version order."""
@@ -410,6 +419,27 @@ class StoreCore:
     async def rate_not_before(self, namespace: str, endpoint: str, until: float) -> None:
         params = {"namespace": namespace, "endpoint": endpoint, "until": until}
         await self.db.execute(self.q.rate_not_before, params)
+
+    # -- concurrency slots ----------------------------------------------------------------
+
+    async def take_slots(
+        self, namespace: str, endpoint: str, owner: str, held: int, want: int, limit: int
+    ) -> SlotGrant:
+        params: Params = {"namespace": namespace, "endpoint": endpoint, "owner": owner}
+        async with self.db.transaction() as tx:
+            await self.db.lock_endpoint_slots(tx, f"{namespace}/{endpoint}")
+            others = await tx.fetchall(self.q.select_slots, params)
+            grant = slot_grant(limit, held, want, [(int(h), int(w)) for h, w in others])
+            held, wanted = held + grant.granted, want - grant.granted
+            if held or wanted:
+                await tx.execute(self.q.set_slots, {**params, "held": held, "wanted": wanted})
+            else:
+                await tx.execute(self.q.drop_slots, params)
+        return grant
+
+    async def contested_slots(self, owner: str) -> set[tuple[str, str]]:
+        found = await self.db.fetchall(self.q.contested_slots, {"owner": owner})
+        return {(row[0], row[1]) for row in found}
 
     # -- reading deliveries ---------------------------------------------------------------
 

@@ -75,6 +75,8 @@ class PostgresQueries(DialectQueries):
     reap_owners: str
     unregister_owner: str
     release_leases: str
+    release_slots: str
+    lock_endpoint_slots: str
     add_events: str
     finish: str
 
@@ -213,6 +215,9 @@ class PostgresConnector:
         assert row is not None  # a SELECT without FROM filter answers one row
         return int(row[0])
 
+    async def lock_endpoint_slots(self, tx: Tx, key: str) -> None:
+        await tx.execute(self.q.lock_endpoint_slots, {"lock_key": key})
+
     async def lock_idempotency_keys(self, tx: Tx, keys: list[str]) -> None:
         await tx.execute(self.q.lock_idempotency_keys, {"lock_keys": keys})
 
@@ -228,9 +233,11 @@ class PostgresConnector:
         async with self._owner_guard:
             conn = await self._owner_session(owner)
             await conn.execute(self.q.register_owner, {"owner": owner, "now": now})
-        # This session holds the name's lock and has claimed nothing yet: leases in this
-        # name are a previous life's.
-        return await self.execute(self.q.release_leases, {"owners": [owner]})
+        # This session holds the name's lock and has claimed nothing yet: leases and slots
+        # in this name are a previous life's.
+        async with self.transaction() as tx:
+            await tx.execute(self.q.release_slots, {"owners": [owner]})
+            return await tx.execute(self.q.release_leases, {"owners": [owner]})
 
     async def heartbeat(self, owner: str, now: float, stale_after: float) -> Sweep:
         async with self._owner_guard:
@@ -248,6 +255,7 @@ class PostgresConnector:
     async def release_owner(self, owner: str) -> int:
         async with self.transaction() as tx:
             released = await tx.execute(self.q.release_leases, {"owners": [owner]})
+            await tx.execute(self.q.release_slots, {"owners": [owner]})
             await tx.execute(self.q.unregister_owner, {"owner": owner})
         async with self._owner_guard:
             await self._end_owner_session()
@@ -278,6 +286,7 @@ class PostgresConnector:
             if not gone:
                 return 0
             released = await tx.execute(self.q.release_leases, {"owners": gone})
+            await tx.execute(self.q.release_slots, {"owners": gone})
         log.info("gave back %d leases of gone or silent owners: %s", released, ", ".join(gone))
         return released
 

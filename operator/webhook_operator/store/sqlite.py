@@ -59,6 +59,8 @@ class SQLiteQueries(DialectQueries):
     take_lease: str
     release_all_leases: str
     release_owner_leases: str
+    release_all_slots: str
+    release_owner_slots: str
     insert_event: str
     insert_delivery: str
     finish_delivery: str
@@ -188,6 +190,9 @@ class SQLiteConnector:
         version: int = self.conn.execute(self.q.next_version).fetchone()[0]
         return version
 
+    async def lock_endpoint_slots(self, tx: object, key: str) -> None:
+        """Nothing to lock, as for idempotency keys."""
+
     async def lock_idempotency_keys(self, tx: object, keys: list[str]) -> None:
         """Nothing to lock: the write transaction already excludes every other writer."""
 
@@ -207,6 +212,7 @@ class SQLiteConnector:
         if self._claim_lock is None and self.path != ":memory:":
             self._claim_lock = await _lock_claims(f"{self.path}.claim.lock", owner)
         async with self.transaction():
+            await self.execute(self.q.release_all_slots, {})
             return await self.execute(self.q.release_all_leases, {})
 
     async def heartbeat(self, owner: str, now: float, stale_after: float) -> Sweep:
@@ -215,6 +221,7 @@ class SQLiteConnector:
 
     async def release_owner(self, owner: str) -> int:
         async with self.transaction():
+            await self.execute(self.q.release_owner_slots, {"owner": owner})
             released = await self.execute(self.q.release_owner_leases, {"owner": owner})
         self._unlock_claims()
         return released

@@ -79,6 +79,14 @@ RETURNING owner;
 -- name: unregister_owner
 DELETE FROM lease_owners WHERE owner = :owner;
 
+-- name: release_slots
+-- The concurrency slots of every owner in :owners (gone, or shutting down).
+DELETE FROM endpoint_slots WHERE owner = ANY(:owners);
+
+-- name: lock_endpoint_slots
+-- Held until commit: one owner at a time counts and takes an endpoint's slots.
+SELECT pg_advisory_xact_lock(1004, hashtext(:lock_key));
+
 -- name: release_leases
 -- The leases of every owner in :owners: the gone ones, or one shutting down. Leases
 -- exist only on open deliveries, so this reads the deliveries_due index.

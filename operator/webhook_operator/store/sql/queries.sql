@@ -244,3 +244,27 @@ VALUES (:namespace, :endpoint, :until)
 ON CONFLICT (namespace, endpoint) DO UPDATE SET
     not_before = CASE WHEN r.not_before < excluded.not_before
                  THEN excluded.not_before ELSE r.not_before END;
+
+-- == concurrency slots ================================================================
+
+-- name: select_slots
+-- The other owners' slots of an endpoint: one row per replica at most.
+SELECT held, wanted FROM endpoint_slots
+WHERE namespace = :namespace AND endpoint = :endpoint AND owner <> :owner;
+
+-- name: set_slots
+INSERT INTO endpoint_slots (namespace, endpoint, owner, held, wanted)
+VALUES (:namespace, :endpoint, :owner, :held, :wanted)
+ON CONFLICT (namespace, endpoint, owner) DO UPDATE SET
+    held = excluded.held,
+    wanted = excluded.wanted;
+
+-- name: drop_slots
+-- An owner that holds and wants nothing of the endpoint keeps no row.
+DELETE FROM endpoint_slots
+WHERE namespace = :namespace AND endpoint = :endpoint AND owner = :owner;
+
+-- name: contested_slots
+-- Endpoints whose slots other owners wait for: their holders should keep to a share.
+SELECT DISTINCT namespace, endpoint FROM endpoint_slots
+WHERE owner <> :owner AND wanted > 0;

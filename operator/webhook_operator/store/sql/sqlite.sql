@@ -41,6 +41,13 @@ WHERE d.namespace = :namespace AND d.app = :app AND d.id >= :first_id
   AND d.created_at >= :since AND d.created_at < :now
 GROUP BY slot;
 
+-- name: release_all_slots
+-- At registration every concurrency slot recorded is an earlier process's.
+DELETE FROM endpoint_slots;
+
+-- name: release_owner_slots
+DELETE FROM endpoint_slots WHERE owner = :owner;
+
 -- name: release_owner_leases
 -- A clean shutdown gives back what it did not finish. Leases exist only on open
 -- deliveries (every other transition clears them), so this reads the deliveries_due index.
