@@ -21,6 +21,7 @@ import itertools
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -57,6 +58,25 @@ async def post_events(url: str | list[str], token: str, events: int, concurrency
     return time.time() - started
 
 
+@dataclass(frozen=True)
+class MachineCpu:
+    """The machine's CPU time so far (/proc/stat, every core), busy and in all."""
+
+    busy: int
+    total: int
+
+    def busy_since(self, before: MachineCpu) -> float:
+        """The share of every core's time spent busy since `before`."""
+        total = self.total - before.total
+        return (self.busy - before.busy) / total if total else 0.0
+
+
+def machine_cpu() -> MachineCpu:
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return MachineCpu(sum(fields) - idle, sum(fields))
+
+
 def measure_ceilings(receiver: str, scale: float) -> dict[str, dict[str, object]]:
     return {
         client: ceiling.measure(receiver, max(int(count * scale), 50), CEILING_CONCURRENCY, client)
@@ -70,6 +90,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         idle_rss = max(rss_mb(pid) for pid in pids)
         expected = args.events * args.endpoints
         receiver_cpu = go_receiver.cpu_seconds(setup.receiver_pid)
+        delivery_cpu = sum(go_receiver.cpu_seconds(pid) for pid in pids)
+        machine = machine_cpu()
         started = time.time()
         post_seconds = asyncio.run(
             post_events(setup.ingest_urls, setup.token, args.events, args.concurrency)
@@ -85,6 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             time.sleep(0.1)
         elapsed = (stats.get("last") or time.time()) - started
         receiver_cpu = go_receiver.cpu_seconds(setup.receiver_pid) - receiver_cpu
+        delivery_cpu = sum(go_receiver.cpu_seconds(pid) for pid in pids) - delivery_cpu
+        machine_busy = machine_cpu().busy_since(machine)
         rate = stats["count"] / elapsed if elapsed > 0 else 0.0
         # The ceiling in the same run: same machine state, same receiver process.
         ceilings = measure_ceilings(setup.receiver, 0.02 if args.smoke else 1.0)
@@ -106,6 +130,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "ceiling": ceilings,
         "ratio_to_ceiling": round(rate / fastest, 3) if fastest else 0.0,
         "receiver_cpu_share": round(receiver_cpu / elapsed, 3) if elapsed > 0 else 0.0,
+        # What the delivery processes spent per delivery, and how busy the whole machine
+        # was: where it is near 1, more processes cannot deliver more on these cores.
+        "delivery_cpu_ms_per_delivery": (
+            round(1000 * delivery_cpu / stats["count"], 3) if stats["count"] else 0.0
+        ),
+        "machine_cpu_busy": round(machine_busy, 3),
         "receiver_capacity_per_second": round(capacity["requests_per_sec"], 1),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -128,6 +158,8 @@ def table(result: dict[str, object]) -> str:
         ("receiver capacity (self-test)", f"{result['receiver_capacity_per_second']:,}/s"),
         ("receiver CPU during the run", f"{100 * float(str(result['receiver_cpu_share'])):.0f}%"),
         ("delivery RSS idle / peak", f"{result['rss_mb_idle']} / {result['rss_mb_peak']} MB"),
+        ("delivery CPU per delivery", f"{result['delivery_cpu_ms_per_delivery']} ms"),
+        ("machine CPU busy in the run", f"{100 * float(str(result['machine_cpu_busy'])):.0f}%"),
     ]
     return columns(rows)
 

@@ -603,6 +603,17 @@ async def test_rate_reservations_share_one_budget(store: Store) -> None:
 
 
 @contract
+async def test_purge_forgets_rate_budgets_unused_since(store: Store) -> None:
+    assert (await store.reserve_rate(NS, "ep-1", NOW, 10.0, 1.0, 5, 0.25)).count == 3
+    assert (await store.reserve_rate(NS, "ep-1", NOW, 10.0, 1.0, 5, 0.25)).count == 0
+    assert (await store.reserve_rate(NS, "ep-2", NOW + 100, 10.0, 1.0, 5, 0.25)).count == 3
+    await store.purge(NOW + 50)
+    # ep-1's budget, unused since before NOW + 50, is gone: a new one starts.
+    assert (await store.reserve_rate(NS, "ep-1", NOW, 10.0, 1.0, 5, 0.25)).count == 3
+    assert (await store.reserve_rate(NS, "ep-2", NOW + 100, 10.0, 1.0, 5, 0.25)).count == 0
+
+
+@contract
 async def test_a_429_delays_every_reservation(store: Store) -> None:
     await store.rate_not_before(NS, "ep-1", NOW + 5)
     await store.rate_not_before(NS, "ep-1", NOW + 2)  # an earlier time changes nothing

@@ -74,29 +74,29 @@ CATCH_UP = 0.05
 
 
 class StoreOutage:
-    """Claiming while the store fails (PostgreSQL restarting, SQLite locked past its busy
-    timeout): the loop keeps going, backing off, and says so once per outage rather than
-    once per try; the deliveries it could not claim or hold are still leased or due in
-    the store and are claimed again once it answers."""
+    """A loop whose store calls fail (PostgreSQL restarting, SQLite locked past its busy
+    timeout): it keeps going, backing off, and says so once per outage rather than once
+    per try. Claiming: the deliveries it could not claim or hold are still leased or due
+    in the store and are claimed again once it answers. The heartbeat: the owner's
+    registration is renewed (or taken again) once the store answers."""
 
     FIRST, MOST = 0.2, 5.0
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "claiming deliveries") -> None:
+        self.what = what
         self.delay = 0.0
         self.since: float | None = None
 
     def failed(self, exc: Exception) -> float:
         if self.since is None:
             self.since = time.monotonic()
-            log.warning("claiming deliveries failed, retrying until the store answers: %s", exc)
+            log.warning("%s failed, retrying until the store answers: %s", self.what, exc)
         self.delay = min(self.MOST, max(self.FIRST, self.delay * 2))
         return self.delay
 
     def recovered(self) -> None:
         if self.since is not None:
-            log.warning(
-                "claiming deliveries works again after %.1fs", time.monotonic() - self.since
-            )
+            log.warning("%s works again after %.1fs", self.what, time.monotonic() - self.since)
         self.since, self.delay = None, 0.0
 
 
@@ -291,14 +291,16 @@ class Dispatcher:
         return False
 
     async def _heartbeat_loop(self) -> None:
+        outage = StoreOutage(f"the heartbeat of claim owner {self.settings.owner}")
         while True:
             try:
                 sweep = await self.store.heartbeat(
                     self.settings.owner, time.time(), self.settings.owner_stale_after
                 )
-            except Exception:
-                log.exception("heartbeat of claim owner %s failed", self.settings.owner)
+            except Exception as exc:
+                outage.failed(exc)
             else:
+                outage.recovered()
                 if sweep.rejoined:
                     await self._give_back_waiting()
                 if sweep.released:

@@ -207,9 +207,13 @@ class Service:
 
     async def _purge(self) -> None:
         while True:
-            deleted = await self.store.purge(time.time() - self.settings.retention_seconds)
-            if deleted:
-                log.info("purged %d events older than the retention period", deleted)
+            try:
+                deleted = await self.store.purge(time.time() - self.settings.retention_seconds)
+            except Exception as exc:  # the store is down: the next hour's run catches up
+                log.warning("purging old events failed, trying again in an hour: %s", exc)
+            else:
+                if deleted:
+                    log.info("purged %d events older than the retention period", deleted)
             await asyncio.sleep(3600)
 
     async def _cancel_for_deleted_endpoints(self) -> None:

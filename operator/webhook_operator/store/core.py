@@ -70,6 +70,7 @@ class SharedQueries:
     select_replayable: str
     queue_stats: str
     purge: str
+    purge_rates: str
     add_endpoint_rate: str
     rate_not_before: str
     select_slots: str
@@ -517,6 +518,7 @@ class StoreCore:
 
     async def purge(self, before: float) -> int:
         deleted = await self.db.execute(self.q.purge, {"before": before})
+        await self.db.execute(self.q.purge_rates, {"before": before})
         # Housekeeping runs rarely and follows big changes: a good time for statistics.
         await self.db.refresh_statistics()
         return deleted

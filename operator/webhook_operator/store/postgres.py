@@ -270,10 +270,11 @@ class PostgresConnector:
         except OperationalError:
             # The session ended (a database restart, the network): the lock went with it.
             # A new session takes it again; the row says whether anyone noticed meanwhile.
-            log.warning("owner session of %s lost; opening a new one", owner, exc_info=True)
+            # While the database is down this raises again, and the caller says so once.
             await self._end_owner_session()
             conn = await self._owner_session(owner)
             cur = await conn.execute(self.q.beat, params)
+            log.warning("the owner session of %s had ended; a new one holds its lock", owner)
         if cur.rowcount:
             return True
         await conn.execute(self.q.register_owner, params)

@@ -232,6 +232,10 @@ WHERE created_at < :before
       WHERE d.event_id = events.id AND d.status IN ('pending', 'failed', 'held')
   );
 
+-- name: purge_rates
+-- Rate budgets unused since :before (an endpoint sending again starts a new one).
+DELETE FROM endpoint_rates WHERE tat < :before AND not_before < :before;
+
 -- name: add_endpoint_rate
 -- The rate row an endpoint's first reservation needs (reserve_rate updates only).
 INSERT INTO endpoint_rates (namespace, endpoint) VALUES (:namespace, :endpoint)
