@@ -1415,6 +1415,17 @@ def test_open_store_picks_the_backend_from_the_url() -> None:
 
 
 @contract
+async def test_a_claim_carries_its_events_trace_context(store: Store) -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = NewEvent(event_id(NOW), NS, APP, "order.created", "{}", None, NOW, trace)
+    plain = NewEvent(event_id(NOW), NS, APP, "order.created", "{}", "k", NOW)
+    for event in (traced, plain):  # a plain batch and one with a key: both statements
+        await store.create_events([(event, [NewDelivery(delivery_id(NOW), "ep-1", PENDING, NOW)])])
+    found = {c.event_id: c.traceparent for c in await claim(store)}
+    assert found == {traced.id: trace, plain.id: None}
+
+
+@contract
 async def test_create_events_in_one_batch(store: Store) -> None:
     first = NewEvent(event_id(NOW), NS, APP, "order.created", "{}", "k-1", NOW)
     second = NewEvent(event_id(NOW), NS, APP, "order.created", "{}", None, NOW)

@@ -41,3 +41,14 @@ def test_nul_and_controls_in_data_are_kept() -> None:
 @pytest.mark.parametrize("event_type", ["invoice.paid", "a", "a-b_c.d0", "x" * 256, "0.1"])
 def test_dotted_names_are_event_types(event_type: str) -> None:
     assert ingest.parse_body(json.dumps({"type": event_type}).encode()).type == event_type
+
+
+def test_trace_context_keeps_a_w3c_traceparent_and_reads_later_versions_as_00() -> None:
+    from webhook_operator.delivery.ingest import trace_context
+
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert trace_context(None) is None
+    assert trace_context(f" {trace} ") == trace
+    # A later version's first four fields, as version 00 (what we understand and send on).
+    later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-what-comes-next"
+    assert trace_context(later) == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09"

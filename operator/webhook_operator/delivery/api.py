@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -166,6 +167,12 @@ _LIMIT = Param(
     {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
 )
 PAGE_PARAMS = (_STATUS, _EVENT_TYPE, _CURSOR, _LIMIT)
+TRACEPARENT = Param(
+    "traceparent",
+    "W3C Trace Context of the producer's span: kept with each event and sent with every"
+    " attempt, so the trace continues into the receiver",
+    where="header",
+)
 HOUR = 3600
 _HOURS = Param(
     "hours",
@@ -197,6 +204,7 @@ class Routes:
                 request=w.EmitRequest,
                 response=w.EmitResult,
                 status=202,
+                params=(TRACEPARENT,),
                 errors=(400, 401, 403, 404, 408, 413, 415, 422, 503),
                 tag="ingest",
             ),
@@ -208,6 +216,7 @@ class Routes:
                 " the single route would, with a result per event (RBAC verb emit)",
                 request=w.EmitBatchRequest,
                 response=w.EmitBatchResult,
+                params=(TRACEPARENT,),
                 errors=(400, 401, 403, 404, 408, 413, 415, 503),
                 tag="ingest",
                 description=(
@@ -348,9 +357,11 @@ class Routes:
         await self.svc.authorizer.require(
             request.headers.get("Authorization"), "emit", namespace, app_name
         )
+        trace = ingest.trace_context(request.headers.get("traceparent"))
         body = await self._body(request)
         app = self._app(namespace, app_name)
-        result = await self.svc.accept(namespace, app, ingest.check_event(app, body))
+        submitted = replace(ingest.check_event(app, body), traceparent=trace)
+        result = await self.svc.accept(namespace, app, submitted)
         return respond(w.EmitResult.model_validate(result), status=202)
 
     async def emit_batch(self, request: web.Request) -> web.Response:
@@ -359,11 +370,16 @@ class Routes:
             request.headers.get("Authorization"), "emit", namespace, app_name
         )
         settings = self.svc.settings
+        # One trace context for the batch: the producer's span that sent it.
+        trace = ingest.trace_context(request.headers.get("traceparent"))
         body = await inputs.read_body(
             request, ingest.batch_limit(settings.max_body), settings.body_timeout
         )
         app = self._app(namespace, app_name)
-        checked = ingest.check_batch(app, body, settings.max_body)
+        checked = [
+            replace(c, traceparent=trace) if isinstance(c, ingest.Submitted) else c
+            for c in ingest.check_batch(app, body, settings.max_body)
+        ]
         results = await self._accept_batch(namespace, app, checked)
         accepted = sum(r.status == 202 for r in results)
         answer = w.EmitBatchResult(

@@ -527,6 +527,9 @@ class Dispatcher:
     ) -> dict[str, str]:
         headers = dict(config.headers)
         headers["Content-Type"] = "application/json"
+        if item.traceparent is not None:
+            # The producer's trace continues into the receiver (W3C Trace Context).
+            headers["traceparent"] = item.traceparent
         headers.update(webhook_headers(list(keys), item.event_id, int(time.time()), body))
         return headers
 

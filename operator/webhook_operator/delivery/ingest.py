@@ -44,6 +44,38 @@ class Submitted:
     type: str
     idempotency_key: str | None
     data: Any
+    traceparent: str | None = None
+
+
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex. Version 00 is exactly
+# this; a later version may append fields after a "-", and its first four are read as 00's.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+
+
+def trace_context(header: str | None) -> str | None:
+    """The producer's `traceparent` header, checked, as every attempt will send it: the
+    trace continues into the receiver with the producer's span as parent. None without
+    one; IngestError with the reason for one that is not a W3C traceparent."""
+    if header is None:
+        return None
+    value = header.strip()
+    match = _TRACEPARENT.fullmatch(value)
+    version = match.group(1) if match else ""
+    if (
+        match is None
+        or version == "ff"
+        or (version == "00" and match.group(5))
+        or set(match.group(2)) == {"0"}
+        or set(match.group(3)) == {"0"}
+    ):
+        raise IngestError(
+            400,
+            "InvalidTraceparent",
+            "the traceparent header must be a W3C trace context such as"
+            " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 (lower-case hex;"
+            " trace and parent ids not all zeros)",
+        )
+    return value if version == "00" else f"00-{match.group(2)}-{match.group(3)}-{match.group(4)}"
 
 
 class _DuplicateKey(ValueError):
@@ -250,6 +282,7 @@ def build(
         payload=payload(event_id, submitted, now),
         idempotency_key=submitted.idempotency_key,
         created_at=now,
+        traceparent=submitted.traceparent,
     )
     deliveries = []
     for endpoint in subscribers:

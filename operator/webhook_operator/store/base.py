@@ -55,6 +55,7 @@ class NewEvent:
     payload: str  # the exact JSON body every delivery of this event sends
     idempotency_key: str | None
     created_at: float
+    traceparent: str | None = None  # W3C trace context, sent with every attempt
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Claimed:
     payload: str
     attempts: int  # attempts made before this one
     created_at: float  # when the event was accepted (for end-to-end latency)
+    traceparent: str | None = None  # the producer's W3C trace context, if it sent one
 
 
 @dataclass(frozen=True)

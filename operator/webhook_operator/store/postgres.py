@@ -226,7 +226,7 @@ class PostgresConnector:
     async def claim(self, now: float, limit: int, lease_until: float, owner: str) -> list[Row]:
         params = {"now": now, "limit": limit, "owner": owner, "lease_until": lease_until}
         rows = await self.fetchall(self.q.claim, params)
-        rows.sort(key=lambda row: (row[9], row[0]))
+        rows.sort(key=lambda row: (row[10], row[0]))
         return rows
 
     async def register_owner(self, owner: str, now: float) -> int:

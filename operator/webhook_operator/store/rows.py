@@ -30,7 +30,7 @@ Row = tuple[Any, ...]
 STATE_COUNT_KEYS: Final = ("delivered", "failed", "exhausted", "pending", "held")
 STATE_COLUMNS: Final = 12
 DELIVERY_COLUMNS: Final = 13
-CLAIMED_COLUMNS: Final = 9
+CLAIMED_COLUMNS: Final = 10
 
 # -- parameters -------------------------------------------------------------------------
 
@@ -45,6 +45,7 @@ def event_params(event: NewEvent, delivery_count: int) -> Params:
         "idempotency_key": event.idempotency_key,
         "delivery_count": delivery_count,
         "created_at": event.created_at,
+        "traceparent": event.traceparent,
     }
 
 

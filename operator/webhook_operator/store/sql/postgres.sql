@@ -23,7 +23,7 @@ WHERE e.id = d.event_id
       FOR UPDATE SKIP LOCKED
   )
 RETURNING d.id, d.event_id, d.namespace, d.app, d.endpoint, e.type, e.payload, d.attempts,
-          e.created_at, d.next_attempt_at;
+          e.created_at, e.traceparent, d.next_attempt_at;
 
 -- name: next_version
 -- Versions come from a sequence, taken under a lock held until commit so they also
@@ -133,12 +133,14 @@ RETURNING tat, granted, not_before;
 -- deliveries' foreign key is checked at the end of the statement, after both inserts.
 WITH added AS (
     INSERT INTO events (
-        id, namespace, app, type, payload, idempotency_key, delivery_count, created_at
+        id, namespace, app, type, payload, idempotency_key, delivery_count, created_at,
+        traceparent
     )
-    SELECT id, namespace, app, type, payload, idempotency_key, delivery_count, created_at
+    SELECT id, namespace, app, type, payload, idempotency_key, delivery_count, created_at,
+        traceparent
     FROM json_to_recordset(CAST(:events AS json)) AS e (
         id text, namespace text, app text, type text, payload text, idempotency_key text,
-        delivery_count integer, created_at double precision
+        delivery_count integer, created_at double precision, traceparent text
     )
 )
 INSERT INTO deliveries (

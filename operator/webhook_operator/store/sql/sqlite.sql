@@ -5,7 +5,7 @@
 -- name: select_due
 -- The oldest due deliveries whose lease is free or expired; the columns are Claimed's.
 SELECT d.id, d.event_id, d.namespace, d.app, d.endpoint, e.type, e.payload, d.attempts,
-       e.created_at
+       e.created_at, e.traceparent
 FROM deliveries AS d
 JOIN events AS e ON e.id = d.event_id
 WHERE d.status IN ('pending', 'failed')
@@ -79,8 +79,13 @@ RETURNING tat, granted, not_before;
 -- name: insert_event
 -- add_events: executemany of these two, in the caller's transaction or one of its own
 -- (a statement per row costs nothing next to the commit on a local file).
-INSERT INTO events (id, namespace, app, type, payload, idempotency_key, delivery_count, created_at)
-VALUES (:id, :namespace, :app, :type, :payload, :idempotency_key, :delivery_count, :created_at);
+INSERT INTO events (
+    id, namespace, app, type, payload, idempotency_key, delivery_count, created_at, traceparent
+)
+VALUES (
+    :id, :namespace, :app, :type, :payload, :idempotency_key, :delivery_count, :created_at,
+    :traceparent
+);
 
 -- name: insert_delivery
 INSERT INTO deliveries (
