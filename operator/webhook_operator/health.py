@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from webhook_operator.api import names
 from webhook_operator.api.v1alpha1 import Health
 
 PAUSED = "Paused"
@@ -29,6 +30,25 @@ class DeliveryState:
     disabled_at: datetime | None = None
     counts: dict[str, int] = field(default_factory=dict)
     window: str | None = None
+
+
+def health_event(
+    before: str | None, after: Health, disabled_reason: str | None, name: str
+) -> tuple[str, str, str] | None:
+    """The Event (type, reason, message) a change of an endpoint's health from `before`
+    (the status as last written, None for a new endpoint) to `after` deserves: a Warning
+    when deliveries stopped on their own, a Normal one when they succeed again. A pause is
+    the user's own doing and gets none."""
+    if after is Health.DISABLED and before != Health.DISABLED and disabled_reason != PAUSED:
+        return (
+            "Warning",
+            names.ENDPOINT_DISABLED_EVENT,
+            f"deliveries stopped ({disabled_reason}); new events are held until"
+            f" `kubectl webhooks enable {name}`",
+        )
+    if after is Health.HEALTHY and before in (Health.FAILING, Health.DISABLED):
+        return "Normal", names.ENDPOINT_RECOVERED_EVENT, f"deliveries succeed again (was {before})"
+    return None
 
 
 def endpoint_health(active: bool, state: DeliveryState | None) -> tuple[Health, str | None]:

@@ -16,6 +16,7 @@ from kubernetes import client
 from standardwebhooks.webhooks import Webhook
 
 from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, Receiver, eventually
+from tests.integration.test_operator import events
 
 GROUP, VERSION = "webhook-operator.dev", "v1alpha1"
 
@@ -320,6 +321,10 @@ def test_retries_then_success_with_attempt_log(
     assert json.loads(detail["payload"])["type"] == "invoice.paid"
 
 
+DISABLED_EVENT = ("Warning", "EndpointDisabled")
+RECOVERED_EVENT = ("Normal", "EndpointRecovered")
+
+
 def test_gone_disables_at_once_and_enable_annotation_flushes_held(
     cluster: Cluster, namespace: str, receiver: Receiver, delivery_service: DeliveryProcess
 ) -> None:
@@ -336,6 +341,11 @@ def test_gone_disables_at_once_and_enable_annotation_flushes_held(
         return status.get("health") == "Disabled" and status.get("disabledReason") == "Gone"
 
     eventually(disabled, timeout=20, what="Disabled (Gone)")
+    eventually(
+        lambda: [e for e in events(cluster, namespace, "ep") if e[:2] == DISABLED_EVENT],
+        timeout=20,
+        what="a Warning Event EndpointDisabled",
+    )
     for n in range(3):
         emit(delivery_service, namespace, producer, data={"invoiceId": f"held-{n}"})
     held = deliveries(delivery_service, namespace, producer, "ep", status="held")["items"]
@@ -353,6 +363,13 @@ def test_gone_disables_at_once_and_enable_annotation_flushes_held(
         lambda: get(cluster, namespace, "webhookendpoints", "ep")["status"]["health"] == "Healthy",
         timeout=20,
     )
+    eventually(
+        lambda: [e for e in events(cluster, namespace, "ep") if e[:2] == RECOVERED_EVENT],
+        timeout=20,
+        what="a Normal Event EndpointRecovered",
+    )
+    found = [e for e in events(cluster, namespace, "ep") if e[:2] == DISABLED_EVENT]
+    assert "deliveries stopped (Gone)" in found[0][2], found
 
 
 def test_exhausted_retries_disable_the_endpoint(

@@ -79,3 +79,24 @@ def test_delivery_fields_for_the_status() -> None:
     assert fields["consecutiveFailures"] == 2
     assert fields["deliveries"] == {"delivered": 5, "failed": 2, "window": "24h"}
     assert delivery_fields(True, None) == {"health": "Pending", "disabledReason": None}
+
+
+def test_health_changes_that_deserve_an_event() -> None:
+    from webhook_operator.health import health_event
+
+    disabled = health_event("Failing", Health.DISABLED, "RetriesExhausted", "ep")
+    assert disabled is not None
+    assert disabled[:2] == ("Warning", "EndpointDisabled")
+    assert "RetriesExhausted" in disabled[2]
+    assert "kubectl webhooks enable ep" in disabled[2]
+    assert health_event("Healthy", Health.DISABLED, "Gone", "ep") is not None
+    recovered = health_event("Disabled", Health.HEALTHY, None, "ep")
+    assert recovered is not None
+    assert recovered[:2] == ("Normal", "EndpointRecovered")
+    assert health_event("Failing", Health.HEALTHY, None, "ep") is not None
+    # No event: a pause (the user's own doing), no change, a first success.
+    assert health_event("Healthy", Health.DISABLED, "Paused", "ep") is None
+    assert health_event("Disabled", Health.DISABLED, "Gone", "ep") is None
+    assert health_event(None, Health.DISABLED, "Gone", "ep") is not None
+    assert health_event(None, Health.HEALTHY, None, "ep") is None
+    assert health_event("Pending", Health.HEALTHY, None, "ep") is None

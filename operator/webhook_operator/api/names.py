@@ -26,3 +26,9 @@ K8S_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGER: Final = "webhook-operator"
 APP_LABEL: Final = PREFIX + "app"
 ENDPOINT_LABEL: Final = PREFIX + "endpoint"
+
+# --- Event reasons on WebhookEndpoints ---------------------------------------------------------
+# Warning: deliveries stopped on their own (retries exhausted, 410 Gone); not for a pause.
+ENDPOINT_DISABLED_EVENT: Final = "EndpointDisabled"
+# Normal: deliveries succeed again after the endpoint was failing or disabled.
+ENDPOINT_RECOVERED_EVENT: Final = "EndpointRecovered"

@@ -33,6 +33,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             ctx.writer.forget((ENDPOINTS, namespace, name))
             ctx.delivery.pop((namespace, name), None)
             ctx.warned.pop(("endpoint", namespace, name), None)
+            ctx.warned.pop(("health", namespace, name), None)
             app = endpoint_app(old) if old else endpoint_app(obj)
         else:
             old = ctx.store.put_endpoint(obj)

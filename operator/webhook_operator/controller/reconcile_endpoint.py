@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from webhook_operator import conditions as cond
 from webhook_operator import rotation
 from webhook_operator.api import names
-from webhook_operator.api.v1alpha1 import Condition, WebhookAppSpec, WebhookEndpointSpec
+from webhook_operator.api.v1alpha1 import Condition, Health, WebhookAppSpec, WebhookEndpointSpec
 from webhook_operator.controller.context import ENDPOINTS, Context
 from webhook_operator.controller.secrets import (
     SecretOutcome,
@@ -25,7 +25,7 @@ from webhook_operator.controller.store import without_managed_fields
 from webhook_operator.display_text import one_line
 from webhook_operator.durations import parse_duration
 from webhook_operator.event_matching import unknown_subscriptions
-from webhook_operator.health import DeliveryState, endpoint_health
+from webhook_operator.health import DeliveryState, endpoint_health, health_event
 from webhook_operator.naming import generated_secret_name
 from webhook_operator.timestamps import format_ts
 
@@ -218,9 +218,27 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
     }
     ctx.writer.update(key, fields, observed)
     await _announce(ctx, obj, merged, outcome, policy)
+    await _announce_health(ctx, obj, observed.get("health"), fields)
     if outcome.next_check is None:
         return None
     return max((outcome.next_check - now).total_seconds(), 0.0) + 0.5
+
+
+async def _announce_health(
+    ctx: Context, obj: dict[str, Any], before: str | None, fields: dict[str, Any]
+) -> None:
+    """EndpointDisabled / EndpointRecovered, once per change: the status written a moment
+    ago may not be back in the view yet, so what was announced is remembered too."""
+    meta = obj["metadata"]
+    key = ("health", meta["namespace"], meta["name"])
+    after = Health(fields["health"])
+    announced = ctx.warned.get(key)
+    if announced is not None:
+        before = announced
+    ctx.warned[key] = after.value
+    event = health_event(before, after, fields.get("disabledReason"), meta["name"])
+    if event is not None:
+        await ctx.kube.post_event(obj, event[0], event[1], event_message(event[2]))
 
 
 async def _announce(
