@@ -157,6 +157,24 @@ def delivery(
             'objects ("off": not served).'
         ),
     ] = "0.0.0.0:9090",
+    https_proxy: Annotated[
+        str | None,
+        typer.Option(
+            help="Egress proxy for https URLs, http://host:port, with user:password@ before "
+            "the host if it needs them (default: https_proxy or HTTPS_PROXY; empty: none)."
+        ),
+    ] = None,
+    http_proxy: Annotated[
+        str | None,
+        typer.Option(help="Egress proxy for http URLs (default: http_proxy or HTTP_PROXY)."),
+    ] = None,
+    no_proxy: Annotated[
+        str | None,
+        typer.Option(
+            help="Hosts, domains, IPs and CIDRs reached without the proxy, comma-separated "
+            "(default: no_proxy or NO_PROXY)."
+        ),
+    ] = None,
     max_body: Annotated[int, typer.Option(help="Largest event body accepted, bytes.")] = 256 * 1024,
     header_timeout: Annotated[
         float,
@@ -183,8 +201,10 @@ def delivery(
     """Run the delivery service: ingest API, delivery workers, history and replay."""
     import asyncio
     import logging
+    import os
 
     from webhook_operator.delivery.dispatcher import DispatcherSettings
+    from webhook_operator.delivery.egress_proxy import ProxyConfigError, from_environment
     from webhook_operator.delivery.service import ServiceSettings, serve
     from webhook_operator.durations import parse_duration
 
@@ -198,12 +218,19 @@ def delivery(
         metrics_host, _, raw_port = metrics_listen.rpartition(":")
         metrics_port = int(raw_port)
     cidrs = _cidrs(allow_cidr)
+    try:
+        # The one place the proxy variables are read; the client is handed the result.
+        proxy = from_environment(os.environ, https_proxy, http_proxy, no_proxy)
+    except ProxyConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     settings = ServiceSettings(
         store_url=store,
         kubeconfig=kubeconfig,
         host=host or "0.0.0.0",
         port=int(port),
         allow_cidrs=tuple(cidrs),
+        proxy=proxy,
         max_body=max_body,
         header_timeout=header_timeout,
         body_timeout=body_timeout,

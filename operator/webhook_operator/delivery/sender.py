@@ -3,8 +3,9 @@
 The guard sits in the resolver: every address a host name resolves to is checked against
 the address policy, and the client connects only to the addresses the resolver returned,
 so what was checked is what is connected to. Literal IP hosts are checked the same way.
-Redirects are not followed. The HTTP client is `http1.py`, chosen by measurement (see
-docs/benchmarks.md)."""
+Through an egress proxy the same holds: the proxy is asked to CONNECT to the checked
+address, never to the name. Redirects are not followed. The HTTP client is `http1.py`,
+chosen by measurement (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from webhook_operator import __version__
+from webhook_operator.delivery.egress_proxy import EgressProxy
 from webhook_operator.delivery.http1 import ConnectionPool, HttpError, Response
 from webhook_operator.url_policy import AddressPolicy, check_url
 
@@ -93,9 +95,9 @@ def _literal_ip(url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
 
 
 class Sender:
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, proxy: EgressProxy | None = None) -> None:
         self.policy = policy
-        self.pool = ConnectionPool(GuardedResolver(policy), USER_AGENT)
+        self.pool = ConnectionPool(GuardedResolver(policy), USER_AGENT, proxy=proxy)
         self._refusals: dict[tuple[str, bool], str | None] = {}
 
     async def close(self) -> None:

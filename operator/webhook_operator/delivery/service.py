@@ -21,6 +21,7 @@ from webhook_operator.api.names import K8S_MANAGED_BY, MANAGER
 from webhook_operator.delivery import ingest
 from webhook_operator.delivery.api import Routes, metrics_app
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
+from webhook_operator.delivery.egress_proxy import EgressProxy
 from webhook_operator.delivery.endpoint_states import EndpointStates
 from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
@@ -46,6 +47,8 @@ class ServiceSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     allow_cidrs: tuple[str, ...] = ()
+    # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read once by the CLI (None: connect directly).
+    proxy: EgressProxy | None = None
     max_body: int = 256 * 1024
     # /metrics names every tenant's namespaces, apps and endpoints: it has its own listener
     # (port None: not served), which NetworkPolicy or the Service can keep to Prometheus.
@@ -75,7 +78,9 @@ class Service:
         self.metrics = Metrics()
         self.registry = Registry(listener=self)
         self.authorizer = Authorizer(api)
-        self.sender = Sender(AddressPolicy.from_strings(settings.allow_cidrs))
+        self.sender = Sender(AddressPolicy.from_strings(settings.allow_cidrs), settings.proxy)
+        if settings.proxy is not None:
+            log.info("%s", settings.proxy.describe())
         # The one place that knows which endpoints are disabled (the store's truth, shared
         # by every replica): ingest, ping and the dispatcher ask it.
         self.states = EndpointStates(store, self.registry, self.metrics)
