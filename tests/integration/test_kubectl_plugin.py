@@ -252,6 +252,38 @@ def test_replay_since_after_enable(plugin: Plugin, cluster: Cluster, receiver: R
     assert "RFC 3339" in bad.stderr
 
 
+def test_replay_a_whole_app(plugin: Plugin, cluster: Cluster, receiver: Receiver) -> None:
+    # Both endpoints fail once and wait an hour for their retry: replayed now, at once.
+    receiver.respond("/hook", (500, {}, 0.0), (204, {}, 0.0))
+    receiver.respond("/hook2", (500, {}, 0.0), (204, {}, 0.0))
+    later = {"retry": {"schedule": ["1h"]}}
+    setup(cluster, plugin.namespace, receiver, **later)
+    apply(cluster, plugin.namespace, endpoint_obj("ep2", receiver.url("/hook2"), **later))
+    plugin.run("emit", "billing", "invoice.paid")
+    for name in ("ep", "ep2"):
+        eventually(
+            lambda name=name: statuses(plugin, "--endpoint", name) == ["failed"],
+            what=f"{name} failed once",
+        )
+    replayed = plugin.run("replay", "--app", "billing", "--since", "1h", "--status", "failed")
+    assert "replayed 2 deliveries of app billing" in replayed.stdout
+    assert "ep: 1, ep2: 1" in replayed.stdout
+    for name in ("ep", "ep2"):
+        eventually(
+            lambda name=name: statuses(plugin, "--endpoint", name) == ["delivered", "failed"],
+            what=f"{name} replayed",
+        )
+    again = plugin.json("replay", "--app", "billing", "--since", "1h", "--status", "exhausted")
+    assert again["replayed"] == 0
+    assert again["endpoints"] == {"ep": 0, "ep2": 0}
+    both = plugin.run("replay", "ep", "--app", "billing", "--since", "1h", expect=2)
+    assert "one of them" in both.stderr
+    neither = plugin.run("replay", "--since", "1h", expect=2)
+    assert "name an ENDPOINT or --app APP" in neither.stderr
+    missing = plugin.run("replay", "--app", "nope", "--since", "1h", expect=5)
+    assert "WebhookApp nope does not exist" in missing.stderr
+
+
 def test_ping_reaches_the_receiver(plugin: Plugin, cluster: Cluster, receiver: Receiver) -> None:
     setup(cluster, plugin.namespace, receiver)
     result = plugin.run("ping", "ep")

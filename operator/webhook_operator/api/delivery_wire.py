@@ -249,6 +249,13 @@ class ReplayResult(Answer):
     """How many deliveries were made anew."""
 
 
+class AppReplayResult(Answer):
+    replayed: int
+    """How many deliveries were made anew, across the app's endpoints."""
+    endpoints: dict[str, int]
+    """Of those, how many per WebhookEndpoint (every endpoint of the app, 0 included)."""
+
+
 class ResendResult(Answer):
     delivery_id: str
     """The new delivery of the same event to the same endpoint."""

@@ -297,6 +297,18 @@ class Routes:
             ),
             Operation(
                 "POST",
+                "/v1/namespaces/{namespace}/apps/{app}/replay",
+                self.replay_app,
+                "Deliver again the failed or exhausted deliveries of every endpoint of the app"
+                " created since a time, and before another (RBAC verb update on the app)",
+                request=w.ReplayRequest,
+                response=w.AppReplayResult,
+                status=202,
+                errors=(400, 401, 403, 404, 413, 415, 422, 503),
+                tag=operations,
+            ),
+            Operation(
+                "POST",
                 "/v1/namespaces/{namespace}/endpoints/{endpoint}/ping",
                 self.ping,
                 "Send a webhook.ping event to this endpoint only (RBAC verb update)",
@@ -525,6 +537,31 @@ class Routes:
         )
         self.svc.dispatcher.wake()
         return respond(w.ReplayResult(replayed=count), status=202)
+
+    async def replay_app(self, request: web.Request) -> web.Response:
+        namespace, app_name = _name(request, "namespace"), _name(request, "app")
+        await self.svc.authorizer.require(
+            request.headers.get("Authorization"), "update", namespace, app_name
+        )
+        self._app(namespace, app_name)  # 404 AppNotFound
+        body = replay_request(await self._body(request))
+        statuses = tuple(body.statuses) if body.statuses else REPLAYABLE
+        until = body.until.timestamp() if body.until is not None else None
+        endpoints = sorted(
+            name
+            for (ns, name), config in self.svc.registry.endpoints.items()
+            if ns == namespace and config.app == app_name
+        )
+        now = time.time()
+        counts = {
+            name: await self.svc.store.replay(
+                namespace, name, body.since.timestamp(), now, statuses, until=until
+            )
+            for name in endpoints
+        }
+        self.svc.dispatcher.wake()
+        result = w.AppReplayResult(replayed=sum(counts.values()), endpoints=counts)
+        return respond(result, status=202)
 
     async def ping(self, request: web.Request) -> web.Response:
         namespace, endpoint, app = await self._endpoint_app(request, "update")

@@ -181,6 +181,16 @@ class DeliveryClient(ServiceClient):
             "POST", f"/v1/namespaces/{_seg(namespace)}/endpoints/{_seg(endpoint)}/replay", json=body
         )
 
+    def replay_app(
+        self, namespace: str, app: str, since: str, statuses: list[str]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"since": since}
+        if statuses:
+            body["statuses"] = statuses
+        return self.request(
+            "POST", f"/v1/namespaces/{_seg(namespace)}/apps/{_seg(app)}/replay", json=body
+        )
+
     def ping(self, namespace: str, endpoint: str) -> dict[str, Any]:
         return self.request(
             "POST", f"/v1/namespaces/{_seg(namespace)}/endpoints/{_seg(endpoint)}/ping"

@@ -306,7 +306,17 @@ def resend(
 
 @_command()
 def replay(
-    endpoint: Annotated[str, typer.Argument(metavar="ENDPOINT", help="The WebhookEndpoint.")],
+    endpoint: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[ENDPOINT]", help="The WebhookEndpoint (or every endpoint of --app)."
+        ),
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option("--app", help="Replay every endpoint of this WebhookApp.", show_default=False),
+    ] = None,
+    *,
     since: Annotated[
         str,
         typer.Option(
@@ -324,10 +334,11 @@ def replay(
             show_default=False,
         ),
     ] = None,
-    *,
     opts: Shared,
 ) -> None:
-    """Send an endpoint's failed deliveries since a time again."""
+    """Send an endpoint's (or a whole app's) failed deliveries since a time again."""
+    if (endpoint is None) == (app is None):
+        raise _bad("name an ENDPOINT or --app APP (one of them)")
     try:
         start = parsing.parse_since(since, _now())
         statuses = parsing.parse_statuses(status or [])
@@ -336,15 +347,26 @@ def replay(
     since_text = parsing.rfc3339(start)
     target = opts.target()
     with _service(target) as svc:
-        result = svc.replay(target.namespace, endpoint, since_text, statuses)
+        if app is not None:
+            result = svc.replay_app(target.namespace, app, since_text, statuses)
+        else:
+            assert endpoint is not None
+            result = svc.replay(target.namespace, endpoint, since_text, statuses)
     count = int(result.get("replayed", 0))
     if opts.output is Output.JSON:
         render.print_json({**result, "since": since_text, "statuses": statuses or None})
         return
     which = ", ".join(statuses) if statuses else "failed, exhausted"
     noun = "delivery" if count == 1 else "deliveries"
+    if app is None:
+        render.say(
+            f"replayed {count} {noun} of endpoint {endpoint} created since {since_text} ({which})"
+        )
+        return
+    per = ", ".join(f"{name}: {n}" for name, n in result.get("endpoints", {}).items())
     render.say(
-        f"replayed {count} {noun} of endpoint {endpoint} created since {since_text} ({which})"
+        f"replayed {count} {noun} of app {app} created since {since_text} ({which});"
+        f" {per or 'the app has no endpoints'}"
     )
 
 
