@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -125,6 +125,15 @@ def eventually(
     raise AssertionError(f"not met within {timeout}s: {what} (last: {last!r})")
 
 
+PROXY_VARIABLES = {"https_proxy", "http_proxy", "no_proxy", "all_proxy"}
+
+
+def without_proxy(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus proxy settings: test services send only to loopback, and a
+    proxy set in the shell (a corporate one, say) must not carry that traffic."""
+    return {k: v for k, v in environ.items() if k.lower() not in PROXY_VARIABLES}
+
+
 class ServiceProcess:
     """A `webhook-operator` role as a subprocess against the test cluster, logging to a
     file, ready when its /readyz answers 200."""
@@ -147,6 +156,7 @@ class ServiceProcess:
             [str(BIN / "webhook-operator"), *self.args()],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=without_proxy(os.environ),
         )
         log.close()
         if wait:
