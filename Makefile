@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Builds (once per machine, cached outside the tree) kube-apiserver, etcd,
-# kube-controller-manager and helm; fast when already built.
+# kube-controller-manager, helm and promtool; fast when already built.
 controlplane: $(VENV)/.installed
 	$(BIN)/webhook-operator cluster build
 

