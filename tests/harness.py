@@ -150,13 +150,17 @@ class ServiceProcess:
     def args(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str]:
+        """The process's environment: this one's, minus proxy settings."""
+        return without_proxy(os.environ)
+
     def start(self, wait: bool = True) -> Self:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [str(BIN / "webhook-operator"), *self.args()],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=without_proxy(os.environ),
+            env=self.environment(),
         )
         log.close()
         if wait:

@@ -18,7 +18,6 @@ import ipaddress
 import json
 import os
 import ssl
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from standardwebhooks.webhooks import Webhook
 
-from tests.harness import BIN, Cluster, DeliveryProcess, OperatorProcess, Producer, eventually
+from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, eventually
 from tests.harness import Receiver as HarnessReceiver
 from webhook_operator.delivery.egress_proxy import EgressProxy, parse_no_proxy, parse_proxy_url
 from webhook_operator.delivery.http1 import ConnectionPool
@@ -473,18 +472,8 @@ class ProxiedDelivery(DeliveryProcess):
         super().__init__(*args, **kwargs)
         self.env = env
 
-    def start(self, wait: bool = True) -> Self:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(BIN / "webhook-operator"), *self.args()],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-        )
-        log.close()
-        if wait:
-            self.wait_ready()
-        return self
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
 
 
 class TLSReceiver:

@@ -174,22 +174,14 @@ class DeliveryClient(ServiceClient):
     def replay(
         self, namespace: str, endpoint: str, since: str, statuses: list[str]
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"since": since}
-        if statuses:
-            body["statuses"] = statuses
-        return self.request(
-            "POST", f"/v1/namespaces/{_seg(namespace)}/endpoints/{_seg(endpoint)}/replay", json=body
-        )
+        path = f"/v1/namespaces/{_seg(namespace)}/endpoints/{_seg(endpoint)}/replay"
+        return self.request("POST", path, json=_replay_body(since, statuses))
 
     def replay_app(
         self, namespace: str, app: str, since: str, statuses: list[str]
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"since": since}
-        if statuses:
-            body["statuses"] = statuses
-        return self.request(
-            "POST", f"/v1/namespaces/{_seg(namespace)}/apps/{_seg(app)}/replay", json=body
-        )
+        path = f"/v1/namespaces/{_seg(namespace)}/apps/{_seg(app)}/replay"
+        return self.request("POST", path, json=_replay_body(since, statuses))
 
     def ping(self, namespace: str, endpoint: str) -> dict[str, Any]:
         return self.request(
@@ -212,3 +204,10 @@ class PortalClient(ServiceClient):
             f"/v1/namespaces/{_seg(namespace)}/apps/{_seg(app)}/access-tickets",
             json=body,
         )
+
+
+def _replay_body(since: str, statuses: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"since": since}
+    if statuses:
+        body["statuses"] = statuses
+    return body
