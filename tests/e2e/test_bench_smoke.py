@@ -88,3 +88,17 @@ def test_portal_benchmark_smoke() -> None:
         figures["routes"]["list_one_app"]["answer_bytes"]
         > (figures["routes"]["list_spread"]["answer_bytes"])
     )
+
+
+def test_import_memory_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.import_memory", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {row["module"]: row for row in json.loads(result.stdout)}
+    assert rows["webhook_operator.delivery.service"]["rss_mb"] > rows["(interpreter)"]["rss_mb"]
