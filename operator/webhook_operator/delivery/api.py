@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
-import psycopg_pool
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
@@ -26,7 +23,12 @@ from webhook_operator.http_api import inputs, openapi
 from webhook_operator.http_api.errors import ApiError, error_response, middleware
 from webhook_operator.http_api.openapi import Operation, Param
 from webhook_operator.http_api.wire import respond
-from webhook_operator.store.base import DeliveryDetail, DeliveryQuery, DeliveryStatus
+from webhook_operator.store.base import (
+    DeliveryDetail,
+    DeliveryQuery,
+    DeliveryStatus,
+    store_unavailable,
+)
 
 if TYPE_CHECKING:
     from webhook_operator.delivery.service import Service
@@ -35,11 +37,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # The database is down, locked past its busy timeout or out of connections: the request
 # may succeed later, so it is a 503 rather than a 500.
-STORE_UNAVAILABLE = (
-    sqlite3.OperationalError,
-    psycopg.OperationalError,
-    psycopg_pool.PoolTimeout,
-)
 STORE_UNAVAILABLE_MESSAGE = (
     "the delivery service cannot reach its database; nothing was stored, try again"
 )
@@ -61,7 +58,7 @@ def _ingest_error(_: web.Request, exc: Exception) -> web.StreamResponse | None:
 
 
 def _store_unavailable(request: web.Request, exc: Exception) -> web.StreamResponse | None:
-    if not isinstance(exc, STORE_UNAVAILABLE):
+    if not store_unavailable(exc):
         return None
     log.warning("%s %s: the store is unavailable: %s", request.method, request.path, exc)
     return error_response(
@@ -81,7 +78,7 @@ def _batch_item(
         return w.EmitBatchItem.model_validate({"index": index, "status": 202, **answer})
     if isinstance(answer, ingest.IngestError):
         status, reason, message = answer.status, answer.reason, answer.message
-    elif isinstance(answer, STORE_UNAVAILABLE):
+    elif store_unavailable(answer):
         log.warning("batch event %d: the store is unavailable: %s", index, answer)
         status, reason, message = 503, "StoreUnavailable", STORE_UNAVAILABLE_MESSAGE
     else:
@@ -416,7 +413,7 @@ class Routes:
         )
         stored = any(isinstance(o, dict) for o in outcomes)
         for outcome in outcomes:
-            if isinstance(outcome, STORE_UNAVAILABLE) and not stored:
+            if store_unavailable(outcome) and not stored:
                 raise outcome  # nothing was stored: 503 for the whole batch, send it all again
             if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
                 raise outcome  # cancelled

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from webhook_operator import ids
 
@@ -280,6 +280,17 @@ class QueueStats:
     oldest_due_age: float  # seconds the oldest due delivery has waited; 0 when none
     scheduled: int  # pending/failed deliveries in all
     held: int
+
+
+# What the stores raise when their database cannot answer now (down, restarting, locked
+# past the busy timeout, out of connections): the caller may succeed later, so the APIs
+# answer 503. Each backend module adds its driver's classes as it is imported, so a process
+# on SQLite never imports psycopg to recognise its errors.
+UNAVAILABLE: list[type[Exception]] = []
+
+
+def store_unavailable(exc: object) -> TypeGuard[Exception]:
+    return isinstance(exc, tuple(UNAVAILABLE))
 
 
 class Store(Protocol):

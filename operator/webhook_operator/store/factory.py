@@ -12,7 +12,6 @@ import re
 from typing import Final
 
 from webhook_operator.store.base import Store
-from webhook_operator.store.postgres import PostgresStore
 from webhook_operator.store.sqlite import SQLiteStore
 
 SQLITE_PREFIX: Final = "sqlite:///"
@@ -23,6 +22,9 @@ CONNINFO: Final = re.compile(r"^\s*[a-z_]+\s*=")
 
 def open_store(url: str) -> Store:
     if url.startswith(POSTGRES_SCHEMES) or CONNINFO.match(url):
+        # Imported here: psycopg adds ~11 MB to a process that uses SQLite.
+        from webhook_operator.store.postgres import PostgresStore
+
         return PostgresStore(url)
     if url.startswith(SQLITE_PREFIX):
         path = url.removeprefix(SQLITE_PREFIX)

@@ -16,9 +16,11 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from psycopg import AsyncConnection
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
 
 SQLITE: Final = "sqlite"
 POSTGRES: Final = "postgres"

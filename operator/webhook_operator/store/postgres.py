@@ -45,14 +45,15 @@ import orjson
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, OperationalError
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from webhook_operator.store import migrations, queries
-from webhook_operator.store.base import OwnerInUse, Sweep
+from webhook_operator.store.base import UNAVAILABLE, OwnerInUse, Sweep
 from webhook_operator.store.core import DialectQueries, StoreCore, Tx
 from webhook_operator.store.rows import Params, Row
 
 log = logging.getLogger(__name__)
+UNAVAILABLE.extend((OperationalError, PoolTimeout))  # down, restarting, no connection
 
 APPLICATION_NAME: Final = "webhook-operator"
 # A predecessor's session under the same name may take a moment to end; so may a reaper's

@@ -32,11 +32,12 @@ from typing import ClassVar, Final
 import orjson
 
 from webhook_operator.store import migrations, queries
-from webhook_operator.store.base import Sweep
+from webhook_operator.store.base import UNAVAILABLE, Sweep
 from webhook_operator.store.core import DialectQueries, StoreCore
 from webhook_operator.store.rows import Params, Row
 
 log = logging.getLogger(__name__)
+UNAVAILABLE.append(sqlite3.OperationalError)  # locked past the busy timeout
 
 BUSY_TIMEOUT_MS: Final = 5000
 # How often a second service retries the claim lock, and how often it says it is waiting.

@@ -1,0 +1,38 @@
+"""What a delivery service on SQLite loads: not psycopg (about 11 MB resident, see
+docs/benchmarks.md), which only a PostgreSQL store needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+import webhook_operator.cli, webhook_operator.delivery.service
+from webhook_operator.store.factory import open_store
+open_store("sqlite:///unused.db")
+print("psycopg" in sys.modules, "psycopg_pool" in sys.modules)
+"""
+
+
+def test_the_sqlite_service_does_not_import_psycopg() -> None:
+    found = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.split() == ["False", "False"], found.stdout + found.stderr
+
+
+def test_each_store_says_which_errors_mean_its_database_cannot_answer() -> None:
+    import sqlite3
+
+    import psycopg
+    import psycopg_pool
+
+    from webhook_operator.store import postgres, sqlite  # noqa: F401  (they register them)
+    from webhook_operator.store.base import store_unavailable
+
+    assert store_unavailable(sqlite3.OperationalError("database is locked"))
+    assert store_unavailable(psycopg.OperationalError("connection refused"))
+    assert store_unavailable(psycopg_pool.PoolTimeout("no connection"))
+    assert not store_unavailable(sqlite3.IntegrityError("constraint"))
+    assert not store_unavailable(ValueError("bad"))
