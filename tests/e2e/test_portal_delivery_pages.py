@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 from playwright.sync_api import Page, expect
 
 from tests.e2e.portal_pages import arrived, emit, listed, open_portal
 from tests.harness import Cluster, DeliveryProcess, PortalProcess, Producer, Receiver, eventually
 from tests.integration.portal_support import (
+    GROUP,
+    VERSION,
     apply_endpoint,
     backend,
     make_app,
@@ -29,6 +32,14 @@ SUBJECT = "acme-corp/alice@example.com"
 LATER_EVENTS = 54
 # A failed delivery is retried in 30 minutes: long after each test.
 RETRY = {"schedule": ["30m"]}
+
+
+def health(cluster: Cluster, namespace: str, name: str) -> str | None:
+    obj = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "webhookendpoints", name
+    )
+    found: str | None = (obj.get("status") or {}).get("health")
+    return found
 
 
 def rows(page: Page) -> Any:
@@ -64,6 +75,12 @@ def test_a_customer_pages_filters_opens_downloads_resends_and_replays(
     eventually(
         lambda: listed(delivery_service, namespace, producer, "orders", "failed"),
         what="the first delivery failed",
+    )
+    # The badge shows the status the operator writes, at most every 10 s per endpoint.
+    eventually(
+        lambda: health(cluster, namespace, "orders") in ("Healthy", "Failing"),
+        timeout=30,
+        what="the endpoint's health in its status",
     )
 
     open_portal(page, portal, backend(cluster, namespace, ["shop"]), namespace)
