@@ -526,14 +526,8 @@ class Routes:
 
     async def replay(self, request: web.Request) -> web.Response:
         namespace, endpoint, _ = await self._endpoint_app(request, "update")
-        body = replay_request(await self._body(request))
-        statuses = tuple(body.statuses) if body.statuses else REPLAYABLE
-        until = body.until.timestamp() if body.until is not None else None
-        count = await self.svc.store.replay(
-            namespace, endpoint, body.since.timestamp(), time.time(), statuses, until=until
-        )
-        self.svc.dispatcher.wake()
-        return respond(w.ReplayResult(replayed=count), status=202)
+        counts = await self._replay(namespace, [endpoint], await self._body(request))
+        return respond(w.ReplayResult(replayed=counts[endpoint]), status=202)
 
     async def replay_app(self, request: web.Request) -> web.Response:
         namespace, app_name = _name(request, "namespace"), _name(request, "app")
@@ -541,14 +535,20 @@ class Routes:
             request.headers.get("Authorization"), "update", namespace, app_name
         )
         self._app(namespace, app_name)  # 404 AppNotFound
-        body = replay_request(await self._body(request))
-        statuses = tuple(body.statuses) if body.statuses else REPLAYABLE
-        until = body.until.timestamp() if body.until is not None else None
         endpoints = sorted(
             name
             for (ns, name), config in self.svc.registry.endpoints.items()
             if ns == namespace and config.app == app_name
         )
+        counts = await self._replay(namespace, endpoints, await self._body(request))
+        result = w.AppReplayResult(replayed=sum(counts.values()), endpoints=counts)
+        return respond(result, status=202)
+
+    async def _replay(self, namespace: str, endpoints: list[str], raw: bytes) -> dict[str, int]:
+        """The replay body applied to each endpoint: how many deliveries each made anew."""
+        body = replay_request(raw)
+        statuses = tuple(body.statuses) if body.statuses else REPLAYABLE
+        until = body.until.timestamp() if body.until is not None else None
         now = time.time()
         counts = {
             name: await self.svc.store.replay(
@@ -557,8 +557,7 @@ class Routes:
             for name in endpoints
         }
         self.svc.dispatcher.wake()
-        result = w.AppReplayResult(replayed=sum(counts.values()), endpoints=counts)
-        return respond(result, status=202)
+        return counts
 
     async def ping(self, request: web.Request) -> web.Response:
         namespace, endpoint, app = await self._endpoint_app(request, "update")
