@@ -11,9 +11,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
-def smoke(module: str) -> dict[str, float]:
+def run_module(module: str, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", module, "--smoke"],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=240,
@@ -21,7 +21,12 @@ def smoke(module: str) -> dict[str, float]:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    figures: dict[str, float] = json.loads(result.stdout[result.stdout.index("{") :])
+    return result.stdout
+
+
+def smoke(module: str) -> dict[str, float]:
+    output = run_module(module, "--smoke")
+    figures: dict[str, float] = json.loads(output[output.index("{") :])
     return figures
 
 
@@ -91,14 +96,5 @@ def test_portal_benchmark_smoke() -> None:
 
 
 def test_import_memory_benchmark_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.import_memory", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = {row["module"]: row for row in json.loads(result.stdout)}
+    rows = {row["module"]: row for row in json.loads(run_module("bench.import_memory", "--json"))}
     assert rows["webhook_operator.delivery.service"]["rss_mb"] > rows["(interpreter)"]["rss_mb"]
