@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, PlainSerializer, Strict
 
+from webhook_operator.api import names
 from webhook_operator.api.v1alpha1 import EVENT_TYPE_PATTERN
 from webhook_operator.api.wire_base import Answer, Wire
 
@@ -266,6 +267,30 @@ class PingResult(Answer):
     delivery_id: str
     held: bool
     """true when the endpoint is paused or disabled: the ping waits until it is active."""
+
+
+class OperationalType(StrEnum):
+    FAILING = names.OPERATIONAL_FAILING
+    DISABLED = names.OPERATIONAL_DISABLED
+    RECOVERED = names.OPERATIONAL_RECOVERED
+
+
+class NotificationRequest(Wire):
+    """An operational notification from the operator to one endpoint (an app's
+    operationalEndpointRef), signed and delivered like any event of that endpoint's app."""
+
+    type: OperationalType
+    id: str = Field(min_length=1, max_length=256)
+    """Idempotency key: the same change told twice (a restart, a new leader) is stored once."""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotificationResult(Answer):
+    event_id: str
+    delivery_id: str | None
+    """None for a duplicate: the earlier event's delivery is the one."""
+    held: bool
+    duplicate: bool
 
 
 class EndpointStats(Answer):

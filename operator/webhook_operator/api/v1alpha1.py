@@ -444,6 +444,15 @@ class WebhookAppSpec(Model):
     """Guard rails for the customer portal: whether it serves this app, how many endpoints
     customers may create, whether plain http is allowed and which event types they may
     pick. Unset means the defaults."""
+    operational_endpoint_ref: LocalObjectReference | None = None
+    """A WebhookEndpoint in this namespace (of this app or another, for example a platform
+    team's own app) that receives signed operational events about this app's endpoints:
+    webhook-operator.endpoint.failing (after operationalFailingAfter failures in a row),
+    webhook-operator.endpoint.disabled (retries exhausted or 410 Gone) and
+    webhook-operator.endpoint.recovered. It receives them whatever its own `events` say,
+    and never about itself."""
+    operational_failing_after: int = Field(default=5, ge=1, le=1000)
+    """Consecutive failed attempts after which webhook-operator.endpoint.failing is sent."""
 
 
 class WebhookAppStatus(Model):
