@@ -34,6 +34,8 @@ class DeliveryStatus(StrEnum):
     EXHAUSTED = "exhausted"  # every attempt failed; no more will be made
     HELD = "held"  # the endpoint is paused or disabled; delivered when it is active again
     CANCELLED = "cancelled"  # the endpoint was deleted
+    # Held longer than the endpoint's holdFor: no attempt will be made (replay sends it).
+    EXPIRED = "expired"
 
 
 def rfc3339(moment: datetime) -> str:
