@@ -243,7 +243,8 @@ class ReplayRequest(ReplayWindow):
     one of `statuses`."""
 
     statuses: list[DeliveryStatus] | None = None
-    """Which deliveries; failed and exhausted when unset."""
+    """Which deliveries; failed and exhausted when unset. expired sends again the
+    deliveries held longer than their endpoint's holdFor."""
 
 
 class ReplayResult(Answer):
@@ -284,7 +285,8 @@ class EndpointStats(Answer):
     disabled_reason: str | None
     disabled_at: Time | None
     deliveries: dict[str, int]
-    """Counts by status within the window (pending and held: now)."""
+    """Counts by status within the window (pending and held: now): delivered, failed,
+    exhausted, pending, held, expired."""
     window: str
 
 
@@ -307,7 +309,7 @@ class ActivityBucket(Answer):
     retry."""
     failed: int
     """Deliveries that have not got through: failing and still being retried, or given up
-    after every retry. Pending, held and cancelled ones are in neither count."""
+    after every retry. Pending, held, expired and cancelled ones are in neither count."""
 
 
 class Activity(Answer):
