@@ -1569,3 +1569,31 @@ async def test_an_event_the_database_refuses_fails_alone(store: Store) -> None:
     assert isinstance(outcomes[1], Exception)
     stored = await ids_of(store, DeliveryQuery(NS, app=APP))
     assert len(stored) == 3 + (0 if isinstance(outcomes[3], Exception) else 1)
+
+
+def test_postgres_replicas_expiring_at_once_expire_each_delivery_once(fresh_pg_dsn: str) -> None:
+    """Every replica sweeps the same endpoints at the same moment: each held delivery
+    expires once, no sweep fails (no deadlock), and the counts add up."""
+    endpoints = [f"ep-{i}" for i in range(5)]
+
+    async def scenario() -> list[int]:
+        replicas = [PostgresStore(fresh_pg_dsn, max_size=4) for _ in range(2)]
+        for replica in replicas:
+            await replica.open()
+        try:
+            for n in range(40):
+                await add(replicas[0], *endpoints, at=NOW - 2 * HOUR - n, status=HELD)
+            sweeps = [
+                replica.expire_held(NS, endpoint, HOUR, NOW)
+                for endpoint in endpoints
+                for replica in replicas
+            ]
+            counts = list(await asyncio.gather(*sweeps))
+            assert await replicas[1].held_endpoints() == []
+            return counts
+        finally:
+            for replica in replicas:
+                await replica.close()
+
+    counts = asyncio.run(scenario())
+    assert sum(counts) == 40 * len(endpoints)
