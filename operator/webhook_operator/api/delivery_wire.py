@@ -35,6 +35,8 @@ class DeliveryStatus(StrEnum):
     EXHAUSTED = "exhausted"  # every attempt failed; no more will be made
     HELD = "held"  # the endpoint is paused or disabled; delivered when it is active again
     CANCELLED = "cancelled"  # the endpoint was deleted
+    # Held longer than the endpoint's holdFor: no attempt will be made (replay sends it).
+    EXPIRED = "expired"
 
 
 def rfc3339(moment: datetime) -> str:
@@ -242,7 +244,8 @@ class ReplayRequest(ReplayWindow):
     one of `statuses`."""
 
     statuses: list[DeliveryStatus] | None = None
-    """Which deliveries; failed and exhausted when unset."""
+    """Which deliveries; failed and exhausted when unset. expired sends again the
+    deliveries held longer than their endpoint's holdFor."""
 
 
 class ReplayResult(Answer):
@@ -307,7 +310,8 @@ class EndpointStats(Answer):
     disabled_reason: str | None
     disabled_at: Time | None
     deliveries: dict[str, int]
-    """Counts by status within the window (pending and held: now)."""
+    """Counts by status within the window (pending and held: now): delivered, failed,
+    exhausted, pending, held, expired."""
     window: str
 
 
@@ -330,7 +334,7 @@ class ActivityBucket(Answer):
     retry."""
     failed: int
     """Deliveries that have not got through: failing and still being retried, or given up
-    after every retry. Pending, held and cancelled ones are in neither count."""
+    after every retry. Pending, held, expired and cancelled ones are in neither count."""
 
 
 class Activity(Answer):

@@ -149,7 +149,7 @@ def replay_request(raw: bytes) -> w.ReplayRequest:
 
 _STATUS = Param(
     "status",
-    "pending, failed, delivered, exhausted, held or cancelled; repeat or comma-separate",
+    "pending, failed, delivered, exhausted, held, cancelled or expired; repeat or comma-separate",
     {"type": "array", "items": {"type": "string", "enum": [s.value for s in DeliveryStatus]}},
 )
 _EVENT_TYPE = Param(
@@ -284,8 +284,9 @@ class Routes:
                 "POST",
                 "/v1/namespaces/{namespace}/endpoints/{endpoint}/replay",
                 self.replay,
-                "Deliver again the endpoint's failed or exhausted deliveries created since a"
-                " time, and before another (RBAC verb update)",
+                "Deliver again the endpoint's failed or exhausted deliveries (or those of"
+                " `statuses`, such as expired) created since a time, and before another"
+                " (RBAC verb update)",
                 request=w.ReplayRequest,
                 response=w.ReplayResult,
                 status=202,
@@ -296,8 +297,9 @@ class Routes:
                 "POST",
                 "/v1/namespaces/{namespace}/apps/{app}/replay",
                 self.replay_app,
-                "Deliver again the failed or exhausted deliveries of every endpoint of the app"
-                " created since a time, and before another (RBAC verb update on the app)",
+                "Deliver again the failed or exhausted deliveries (or those of `statuses`,"
+                " such as expired) of every endpoint of the app created since a time, and"
+                " before another (RBAC verb update on the app)",
                 request=w.ReplayRequest,
                 response=w.AppReplayResult,
                 status=202,

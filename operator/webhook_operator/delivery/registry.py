@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_CONCURRENCY = 10
+DEFAULT_HOLD_FOR = 72 * 3600.0
 NsName = tuple[str, str]
 
 
@@ -63,6 +64,8 @@ class EndpointConfig:
     secret_key: str
     generated_secret: bool
     enable_token: str | None
+    # Seconds a delivery may stay held (paused or disabled endpoint); 0: forever.
+    hold_for: float = DEFAULT_HOLD_FOR
 
 
 class Listener(Protocol):
@@ -98,6 +101,16 @@ def _pick(own: Any, inherited: DeliverySettings | None, name: str) -> Any:
     return value
 
 
+def hold_for_seconds(text: str | None) -> float:
+    """spec.holdFor in seconds: "0" (which the CRD allows beside durations) and "0s" hold
+    forever, 0.0; unset is the default."""
+    if text is None:
+        return DEFAULT_HOLD_FOR
+    if text == "0":
+        return 0.0
+    return parse_duration(text).total_seconds()
+
+
 def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> EndpointConfig | None:
     meta = obj["metadata"]
     try:
@@ -116,6 +129,7 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
     rate = _pick(spec, defaults, "rate_limit")
     headers = _pick(spec, defaults, "headers") or {}
     max_conc = _pick(spec, defaults, "max_concurrency")
+    hold_for = _pick(spec, defaults, "hold_for")
     ref = spec.secret_ref
     return EndpointConfig(
         namespace=meta["namespace"],
@@ -135,6 +149,7 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
         secret_key=ref.key if ref else rotation.CURRENT_KEY,
         generated_secret=ref is None,
         enable_token=(meta.get("annotations") or {}).get(ENABLE_ANNOTATION),
+        hold_for=hold_for_seconds(hold_for),
     )
 
 

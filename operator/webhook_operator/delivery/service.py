@@ -23,6 +23,7 @@ from webhook_operator.delivery.api import Routes, metrics_app
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
 from webhook_operator.delivery.egress_proxy import EgressProxy
 from webhook_operator.delivery.endpoint_states import EndpointStates
+from webhook_operator.delivery.hold_expiry import HoldExpiry
 from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
@@ -95,6 +96,7 @@ class Service:
         # Ping and operational notifications: events for one named endpoint.
         self.addressed = AddressedEvents(store, self.states, self.dispatcher.wake)
         self.ingest = IngestBatcher(store)
+        self.hold_expiry = HoldExpiry(store, self.registry, self.metrics)
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._user_secrets_wanted = asyncio.Event()
@@ -265,6 +267,7 @@ class Service:
             asyncio.create_task(self._refresh_user_secrets()),
             asyncio.create_task(self._gauges()),
             asyncio.create_task(self._purge()),
+            asyncio.create_task(self.hold_expiry.run()),
         ]
         try:
             await stop.wait()
