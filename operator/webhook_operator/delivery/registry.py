@@ -23,6 +23,7 @@ from webhook_operator import rotation
 from webhook_operator.api.names import ENABLE_ANNOTATION
 from webhook_operator.api.v1alpha1 import DeliverySettings, WebhookAppSpec, WebhookEndpointSpec
 from webhook_operator.durations import parse_duration
+from webhook_operator.event_filter import Filter, compile_filter
 from webhook_operator.event_matching import subscribed
 from webhook_operator.naming import generated_secret_name
 from webhook_operator.retry_policy import RetryPolicy
@@ -63,6 +64,8 @@ class EndpointConfig:
     secret_key: str
     generated_secret: bool
     enable_token: str | None
+    # spec.filter compiled (once per source); None: every subscribed event passes.
+    filter: Filter | None = None
 
 
 class Listener(Protocol):
@@ -135,6 +138,7 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
         secret_key=ref.key if ref else rotation.CURRENT_KEY,
         generated_secret=ref is None,
         enable_token=(meta.get("annotations") or {}).get(ENABLE_ANNOTATION),
+        filter=compile_filter(spec.filter) if spec.filter is not None else None,
     )
 
 

@@ -27,6 +27,7 @@ from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender
+from webhook_operator.event_filter import Verdict
 from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_client import connect
 from webhook_operator.kube_informer import Informer, of_custom_objects
@@ -97,6 +98,8 @@ class Service:
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._user_secrets_wanted = asyncio.Event()
+        # What _filtered last logged per endpoint: (filter source, verdict).
+        self._filter_logged: dict[tuple[str, str], tuple[str, Verdict]] = {}
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class Service:
         now = time.time()
         subscribers = self.registry.subscribers(namespace, app.name, submitted.type)
         event, deliveries = ingest.build(
-            namespace, app, submitted, subscribers, self.states.holds_config, now
+            namespace, app, submitted, subscribers, self.states.holds_config, now, self._filtered
         )
         event_id, count, duplicate = await self.ingest.submit(event, deliveries)
         if not duplicate:
@@ -116,6 +119,34 @@ class Service:
             if held:
                 await self.states.held(held)
         return {"eventId": event_id, "deliveries": count, "duplicate": duplicate}
+
+    def _filtered(self, endpoint: EndpointConfig, verdict: Verdict) -> None:
+        """An event left out because of the endpoint's filter itself: counted every time,
+        logged once per filter and reason (a filter that fails on every event would
+        otherwise log every event). Never the payload: it is the producer's data."""
+        self.metrics.count(
+            self.metrics.filter_errors, endpoint.namespace, endpoint.name, verdict.value
+        )
+        assert endpoint.filter is not None
+        key = (endpoint.namespace, endpoint.name)
+        said = (endpoint.filter.source, verdict)
+        if self._filter_logged.get(key) == said:
+            return
+        self._filter_logged[key] = said
+        if verdict is Verdict.INVALID:
+            why = f"does not compile ({endpoint.filter.error})"
+        elif verdict is Verdict.NOT_BOOL:
+            why = "answered something other than a bool"
+        else:
+            why = "failed on an event (a missing field or a type mismatch)"
+        log.info(
+            "endpoint %s/%s: its filter %s; such events are not delivered to it and are"
+            " counted in webhook_filter_errors_total{reason=%r} (logged once)",
+            endpoint.namespace,
+            endpoint.name,
+            why,
+            verdict.value,
+        )
 
     async def ping(self, namespace: str, endpoint: str, app: str) -> dict[str, Any]:
         now = time.time()
@@ -153,6 +184,7 @@ class Service:
             if old is not None:
                 key = (old.namespace, old.name)
                 self.dispatcher.forget_endpoint(key)
+                self._filter_logged.pop(key, None)
                 self._spawn(self.states.forget(key))
                 self._spawn(self.store.cancel_endpoint(old.namespace, old.name, time.time()))
             return
