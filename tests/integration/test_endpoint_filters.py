@@ -14,6 +14,7 @@ import pytest
 
 from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Receiver, eventually
 from tests.integration.test_delivery import apply, emit, endpoint, get, setup_app
+from tests.integration.test_operator import events
 
 EUR = 'data.amount > 1000 && data.currency == "EUR"'
 
@@ -138,6 +139,12 @@ def test_a_filter_that_does_not_compile_sets_invalid_filter_and_receives_nothing
     assert (filter_valid["status"], filter_valid["reason"]) == ("False", "InvalidFilter")
     described = cluster.kubectl("describe", "whe", "typo", "-n", namespace).stdout
     assert "undeclared reference to 'dta.amount'" in described
+    eventually(
+        lambda: (
+            ("Warning", "InvalidFilter", ready["message"]) in events(cluster, namespace, "typo")
+        ),
+        what="a Warning event InvalidFilter",
+    )
 
     # The delivery service has the broken filter too once it counts it as such.
     def counted() -> bool:

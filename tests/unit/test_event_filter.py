@@ -4,11 +4,14 @@ event leaves that event out for that endpoint only, never failing the ingest."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from webhook_operator.api.v1alpha1 import MAX_FILTER_LENGTH
+from webhook_operator import conditions as cond
+from webhook_operator.api.v1alpha1 import MAX_FILTER_LENGTH, WebhookEndpointSpec
+from webhook_operator.controller.reconcile_endpoint import filter_condition
 from webhook_operator.delivery import ingest
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, endpoint_config
 from webhook_operator.event_filter import (
@@ -168,3 +171,39 @@ def test_the_filter_sees_the_events_id_and_timestamp_as_the_payload_carries_them
         "ns", AppConfig("ns", "app", {}), submitted, [probe], lambda _: False, now
     )
     assert [d.endpoint for d in deliveries] == ["probe"]
+
+
+# -- in the operator ----------------------------------------------------------------------
+
+
+def spec(filter_: str | None) -> WebhookEndpointSpec:
+    return WebhookEndpointSpec.model_validate(
+        {
+            "appRef": {"name": "app"},
+            "url": "https://example.test/",
+            "events": ["*"],
+            "filter": filter_,
+        }
+    )
+
+
+def test_the_operator_says_whether_the_filter_compiles() -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert filter_condition(spec(None), 3, now) is None
+    valid = filter_condition(spec(EUR), 3, now)
+    assert valid is not None
+    assert (valid.type, valid.status, valid.reason) == ("FilterValid", "True", "FilterCompiled")
+    broken = filter_condition(spec("dta.amount > 1"), 3, now)
+    assert broken is not None
+    assert (broken.status, broken.reason, broken.observed_generation) == (
+        "False",
+        "InvalidFilter",
+        3,
+    )
+    assert broken.message == (
+        "spec.filter does not compile, so no event is delivered:"
+        " 1:4: undeclared reference to 'dta.amount'"
+    )
+    # Ready carries the first failing part's reason, so this one when the rest is fine.
+    ready = cond.ready([valid, broken], 3, now)
+    assert (ready.status, ready.reason) == ("False", "InvalidFilter")

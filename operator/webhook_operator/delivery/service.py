@@ -98,8 +98,8 @@ class Service:
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._user_secrets_wanted = asyncio.Event()
-        # What _filtered last logged per endpoint: (filter source, verdict).
-        self._filter_logged: dict[tuple[str, str], tuple[str, Verdict]] = {}
+        # What _filtered has logged per endpoint: (filter source, verdict) pairs.
+        self._filter_logged: dict[tuple[str, str], set[tuple[str, Verdict]]] = {}
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -128,11 +128,10 @@ class Service:
             self.metrics.filter_errors, endpoint.namespace, endpoint.name, verdict.value
         )
         assert endpoint.filter is not None
-        key = (endpoint.namespace, endpoint.name)
-        said = (endpoint.filter.source, verdict)
-        if self._filter_logged.get(key) == said:
+        said = self._filter_logged.setdefault((endpoint.namespace, endpoint.name), set())
+        if (endpoint.filter.source, verdict) in said:
             return
-        self._filter_logged[key] = said
+        said.add((endpoint.filter.source, verdict))
         if verdict is Verdict.INVALID:
             why = f"does not compile ({endpoint.filter.error})"
         elif verdict is Verdict.NOT_BOOL:
