@@ -14,6 +14,8 @@ READY = "Ready"
 APP_RESOLVED = "AppResolved"
 SECRET_READY = "SecretReady"
 CATALOG_VALID = "CatalogValid"
+# Only on an endpoint with spec.filter: whether the expression compiles.
+FILTER_VALID = "FilterValid"
 
 # Reasons. One CamelCase word each, as `kubectl get -o wide` and alerts show them.
 RECONCILED = "Reconciled"
@@ -27,6 +29,8 @@ SECRET_INVALID = "SecretInvalid"
 SECRET_ERROR = "SecretError"
 INVALID_EVENT_SCHEMA = "InvalidEventSchema"
 INVALID_SPEC = "InvalidSpec"
+FILTER_COMPILED = "FilterCompiled"
+INVALID_FILTER = "InvalidFilter"
 
 
 def make(

@@ -98,3 +98,20 @@ def test_portal_benchmark_smoke() -> None:
 def test_import_memory_benchmark_runs() -> None:
     rows = {row["module"]: row for row in json.loads(run_module("bench.import_memory", "--json"))}
     assert rows["webhook_operator.delivery.service"]["rss_mb"] > rows["(interpreter)"]["rss_mb"]
+
+
+def test_filter_ingest_benchmark_smoke() -> None:
+    figures: Any = smoke("bench.filter_ingest")
+    assert figures["endpoints"] == 10
+    assert figures["events_per_second_without_filters"] > 0
+    assert figures["events_per_second_with_filters"] > 0
+    assert figures["build_us_per_event_without_filters"] > 0
+    assert figures["build_us_per_event_with_filters"] > 0
+
+
+def test_cel_library_comparison_runs() -> None:
+    output = run_module("bench.cel_libraries", "--smoke")
+    results = json.loads(output[: output.rindex("]") + 1])
+    chosen = next(r for r in results if r["library"] == "cel-expr-python")
+    assert chosen["installed"]
+    assert chosen["one_filter_us"] > 0

@@ -175,7 +175,8 @@ class EmitRequest(Wire):
 class EmitResult(Answer):
     event_id: str
     deliveries: int
-    """How many endpoints it is delivered to."""
+    """How many endpoints it is delivered to: those subscribed to its type whose
+    spec.filter, if they have one, passes it."""
     duplicate: bool
     """true when the id was seen within 24 h: nothing new was stored."""
 

@@ -27,6 +27,9 @@ EVENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
 # A subscription may also end in a wildcard segment ("invoice.*") or be "*" alone.
 EVENT_FILTER_PATTERN = r"^(\*|[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*(\.\*)?)$"
 
+# A payload filter (a CEL expression): ample for real filters, small enough that the
+# apiserver and the delivery service never compile an essay.
+MAX_FILTER_LENGTH = 4096
 DEFAULT_RETRY_SCHEDULE = ("1m", "5m", "30m", "2h")
 
 
@@ -287,6 +290,14 @@ class WebhookEndpointSpec(DeliverySettings):
     """Event types this endpoint subscribes to, such as invoice.paid. A trailing wildcard
     segment (invoice.*) matches every type under it; * alone matches everything. When the
     app declares an event catalog, each entry must match a catalog type."""
+    filter: str | None = Field(default=None, max_length=MAX_FILTER_LENGTH)
+    """A CEL expression over the event that must be true for this endpoint to receive it,
+    on top of events: for example data.amount > 1000 && data.currency == "EUR". Variables:
+    type, id and timestamp (strings, as in the payload) and data (the event's data). An
+    event on which the expression fails (a missing field, a type mismatch) or answers
+    something other than a bool is not delivered here and is counted in the metric
+    webhook_filter_errors_total. An expression that does not compile sets Ready=False
+    with reason InvalidFilter, and the endpoint then receives nothing."""
     active: bool = True
     """false pauses delivery without deleting the endpoint: events that arrive meanwhile are
     held and delivered, oldest first, when it is true again."""

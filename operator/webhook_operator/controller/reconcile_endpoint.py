@@ -25,6 +25,7 @@ from webhook_operator.controller.secrets import (
 from webhook_operator.controller.store import without_managed_fields
 from webhook_operator.display_text import one_line
 from webhook_operator.durations import parse_duration
+from webhook_operator.event_filter import compile_filter
 from webhook_operator.event_matching import unknown_subscriptions
 from webhook_operator.health import DeliveryState, endpoint_health, health_event
 from webhook_operator.naming import generated_secret_name
@@ -94,6 +95,24 @@ def app_condition(
     return cond.make(
         cond.APP_RESOLVED, True, "AppFound", f"WebhookApp {app_name}", gen, now
     ), app_spec
+
+
+def filter_condition(spec: WebhookEndpointSpec, gen: int | None, now: datetime) -> Condition | None:
+    """Whether spec.filter compiles, with the compiler's message when it does not (the
+    delivery service then sends the endpoint nothing). None without a filter."""
+    if spec.filter is None:
+        return None
+    error = compile_filter(spec.filter).error  # compiled once per distinct source
+    if error is not None:
+        return cond.make(
+            cond.FILTER_VALID,
+            False,
+            cond.INVALID_FILTER,
+            f"spec.filter does not compile, so no event is delivered: {error}",
+            gen,
+            now,
+        )
+    return cond.make(cond.FILTER_VALID, True, cond.FILTER_COMPILED, "", gen, now)
 
 
 def readable(conditions: list[Condition]) -> list[Condition]:
@@ -207,9 +226,13 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
     secret_cond = cond.make(
         cond.SECRET_READY, outcome.ready, outcome.reason, outcome.message, gen, now
     )
-    parts = [app_cond, secret_cond]
+    filter_cond = filter_condition(spec, gen, now)
+    parts = [app_cond, secret_cond] if filter_cond is None else [app_cond, secret_cond, filter_cond]
     new_conditions = [*parts, cond.ready(parts, gen, now)]
-    merged = cond.merge(cond.parse(observed.get("conditions")), readable(new_conditions))
+    existing = cond.parse(observed.get("conditions"))
+    if filter_cond is None:  # the filter was removed: so is what was said about it
+        existing = [c for c in existing if c.type != cond.FILTER_VALID]
+    merged = cond.merge(existing, readable(new_conditions))
 
     fields: dict[str, Any] = {
         "observedGeneration": gen,

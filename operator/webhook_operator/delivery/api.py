@@ -197,7 +197,8 @@ class Routes:
                 "POST",
                 "/v1/namespaces/{namespace}/apps/{app}/events",
                 self.emit,
-                "Emit an event to every subscribed endpoint of the app (RBAC verb emit)",
+                "Emit an event to every subscribed endpoint of the app whose filter passes it"
+                " (RBAC verb emit)",
                 request=w.EmitRequest,
                 response=w.EmitResult,
                 status=202,

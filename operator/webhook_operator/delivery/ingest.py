@@ -19,6 +19,7 @@ from webhook_operator import ids
 from webhook_operator.api.delivery_wire import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
 from webhook_operator.api.v1alpha1 import EVENT_TYPE_PATTERN
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig
+from webhook_operator.event_filter import Bindings, Verdict
 from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent
 
 MAX_ID_LENGTH = 256
@@ -245,15 +246,18 @@ def check_event(app: AppConfig, raw: bytes) -> Submitted:
     return submitted
 
 
-def payload(event_id: str, submitted: Submitted, now: float) -> str:
-    """The body every delivery of the event carries, in the Standard Webhooks shape."""
-    timestamp = (
+def _timestamp(now: float) -> str:
+    return (
         datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
+
+
+def payload(event_id: str, submitted: Submitted, now: float) -> str:
+    """The body every delivery of the event carries, in the Standard Webhooks shape."""
     envelope = {
         "id": event_id,
         "type": submitted.type,
-        "timestamp": timestamp,
+        "timestamp": _timestamp(now),
         "data": submitted.data,
     }
     try:
@@ -263,6 +267,10 @@ def payload(event_id: str, submitted: Submitted, now: float) -> str:
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
 
+def _no_report(endpoint: EndpointConfig, verdict: Verdict) -> None:
+    pass
+
+
 def build(
     namespace: str,
     app: AppConfig,
@@ -270,9 +278,13 @@ def build(
     subscribers: list[EndpointConfig],
     holds: Callable[[EndpointConfig], bool],
     now: float,
+    filtered: Callable[[EndpointConfig, Verdict], None] = _no_report,
 ) -> tuple[NewEvent, list[NewDelivery]]:
-    """The event and one delivery per subscribed endpoint; endpoints that `holds` says
-    are paused or disabled get theirs held, to be delivered when they are active again."""
+    """The event and one delivery per subscribed endpoint whose filter (if it has one)
+    passes the event; endpoints that `holds` says are paused or disabled get theirs held,
+    to be delivered when they are active again. `filtered` hears of each endpoint left
+    out because of its filter itself (it failed on this event, answered no bool, or does
+    not compile), to count it."""
     event_id = ids.event_id(now)
     event = NewEvent(
         id=event_id,
@@ -284,8 +296,17 @@ def build(
         created_at=now,
         traceparent=submitted.traceparent,
     )
+    bindings: Bindings | None = None
     deliveries = []
     for endpoint in subscribers:
+        if endpoint.filter is not None:
+            if bindings is None:  # converted once, for every filter of this event
+                bindings = Bindings(submitted.type, event_id, _timestamp(now), submitted.data)
+            passed = endpoint.filter.evaluate(bindings)
+            if passed is not True:
+                if passed is not False:
+                    filtered(endpoint, passed)
+                continue
         held = holds(endpoint)
         deliveries.append(
             NewDelivery(

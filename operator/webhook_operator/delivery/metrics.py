@@ -36,6 +36,14 @@ class Metrics:
             ["namespace", "endpoint", "status"],
             registry=r,
         )
+        self.filter_errors = Counter(
+            "webhook_filter_errors",
+            "Events not delivered to an endpoint because of its filter itself, by reason:"
+            " error (it failed on the event), not_bool (it answered no bool), invalid (it"
+            " does not compile).",
+            ["namespace", "endpoint", "reason"],
+            registry=r,
+        )
         self.attempt_seconds = Histogram(
             "webhook_delivery_attempt_duration_seconds",
             "Duration of one HTTP attempt.",

@@ -23,6 +23,7 @@ from webhook_operator import rotation
 from webhook_operator.api.names import ENABLE_ANNOTATION
 from webhook_operator.api.v1alpha1 import DeliverySettings, WebhookAppSpec, WebhookEndpointSpec
 from webhook_operator.durations import parse_duration
+from webhook_operator.event_filter import Filter, compile_filter
 from webhook_operator.event_matching import subscribed
 from webhook_operator.naming import generated_secret_name
 from webhook_operator.retry_policy import RetryPolicy
@@ -66,6 +67,8 @@ class EndpointConfig:
     enable_token: str | None
     # Seconds a delivery may stay held (paused or disabled endpoint); 0: forever.
     hold_for: float = DEFAULT_HOLD_FOR
+    # spec.filter compiled (once per source); None: every subscribed event passes.
+    filter: Filter | None = None
 
 
 class Listener(Protocol):
@@ -150,6 +153,7 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
         generated_secret=ref is None,
         enable_token=(meta.get("annotations") or {}).get(ENABLE_ANNOTATION),
         hold_for=hold_for_seconds(hold_for),
+        filter=compile_filter(spec.filter) if spec.filter is not None else None,
     )
 
 

@@ -28,6 +28,7 @@ from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender
+from webhook_operator.event_filter import Verdict
 from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_informer import Informer, of_custom_objects, of_secrets
 from webhook_operator.kube_rest import KubeApiError, KubeRest, connect
@@ -100,6 +101,8 @@ class Service:
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._user_secrets_wanted = asyncio.Event()
+        # What _filtered has logged per endpoint: (filter source, verdict) pairs.
+        self._filter_logged: dict[tuple[str, str], set[tuple[str, Verdict]]] = {}
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -109,7 +112,7 @@ class Service:
         now = time.time()
         subscribers = self.registry.subscribers(namespace, app.name, submitted.type)
         event, deliveries = ingest.build(
-            namespace, app, submitted, subscribers, self.states.holds_config, now
+            namespace, app, submitted, subscribers, self.states.holds_config, now, self._filtered
         )
         event_id, count, duplicate = await self.ingest.submit(event, deliveries)
         if not duplicate:
@@ -119,6 +122,33 @@ class Service:
             if held:
                 await self.states.held(held)
         return {"eventId": event_id, "deliveries": count, "duplicate": duplicate}
+
+    def _filtered(self, endpoint: EndpointConfig, verdict: Verdict) -> None:
+        """An event left out because of the endpoint's filter itself: counted every time,
+        logged once per filter and reason (a filter that fails on every event would
+        otherwise log every event). Never the payload: it is the producer's data."""
+        self.metrics.count(
+            self.metrics.filter_errors, endpoint.namespace, endpoint.name, verdict.value
+        )
+        assert endpoint.filter is not None
+        said = self._filter_logged.setdefault((endpoint.namespace, endpoint.name), set())
+        if (endpoint.filter.source, verdict) in said:
+            return
+        said.add((endpoint.filter.source, verdict))
+        if verdict is Verdict.INVALID:
+            why = f"does not compile ({endpoint.filter.error})"
+        elif verdict is Verdict.NOT_BOOL:
+            why = "answered something other than a bool"
+        else:
+            why = "failed on an event (a missing field or a type mismatch)"
+        log.info(
+            "endpoint %s/%s: its filter %s; such events are not delivered to it and are"
+            " counted in webhook_filter_errors_total{reason=%r} (logged once)",
+            endpoint.namespace,
+            endpoint.name,
+            why,
+            verdict.value,
+        )
 
     # -- configuration changes (Registry listener) ----------------------------------------
 
@@ -132,6 +162,7 @@ class Service:
             if old is not None:
                 key = (old.namespace, old.name)
                 self.dispatcher.forget_endpoint(key)
+                self._filter_logged.pop(key, None)
                 self._spawn(self.states.forget(key))
                 self._spawn(self.store.cancel_endpoint(old.namespace, old.name, time.time()))
             return
