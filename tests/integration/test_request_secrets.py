@@ -239,7 +239,11 @@ SLOW_RETRIES = {"schedule": ["1s", *["5s"] * 19]}
 
 
 def test_header_from_a_secret_arrives_and_is_kept_out_of_the_delivery_log(
-    cluster: Cluster, namespace: str, receiver: Receiver, delivery_service: DeliveryProcess
+    cluster: Cluster,
+    namespace: str,
+    receiver: Receiver,
+    delivery_service: DeliveryProcess,
+    operator: OperatorProcess,
 ) -> None:
     # A file's final newline (kubectl create secret --from-file) is not part of the value.
     create_secret(cluster, namespace, "receiver-auth", {"token": API_KEY + "\n"})
@@ -271,7 +275,7 @@ def test_header_from_a_secret_arrives_and_is_kept_out_of_the_delivery_log(
         timeout=10,
     ).text
     status = json.dumps(get(cluster, namespace, "webhookendpoints", "ep"))
-    for shown in (json.dumps(listed), detail, status, delivery_service.log()):
+    for shown in (json.dumps(listed), detail, status, delivery_service.log(), operator.log()):
         assert API_KEY not in shown
 
     # A new value in the Secret is sent without touching the endpoint.
