@@ -44,7 +44,35 @@ def _missing(exc: MissingSecretValue) -> Verdict:
     return Verdict(False, reason, str(exc))
 
 
+# Verdicts by what they depend on (the references and the Secrets' resourceVersions):
+# endpoints are reconciled again for every delivery result, and building a TLS context
+# each time would write a key file per reconcile.
+_verdicts: dict[tuple[Any, ...], Verdict] = {}
+_VERDICTS_KEPT = 10_000
+
+
 def check(spec: WebhookEndpointSpec, secret: SecretLookup) -> Verdict:
+    versions = tuple(
+        (name, ((secret(name) or {}).get("metadata") or {}).get("resourceVersion"))
+        for name in sorted(referenced(spec))
+    )
+    key = (
+        tuple(
+            (h.name, h.secret_key_ref.name, h.secret_key_ref.key) for h in spec.headers_from or ()
+        ),
+        spec.tls.model_dump_json() if spec.tls is not None else None,
+        versions,
+    )
+    verdict = _verdicts.get(key)
+    if verdict is None or any(version is None for _, version in versions):
+        verdict = _check(spec, secret)
+        if len(_verdicts) >= _VERDICTS_KEPT:
+            _verdicts.clear()
+        _verdicts[key] = verdict
+    return verdict
+
+
+def _check(spec: WebhookEndpointSpec, secret: SecretLookup) -> Verdict:
     for header in spec.headers_from or ():
         ref = header.secret_key_ref
         try:
