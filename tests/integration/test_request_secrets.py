@@ -29,6 +29,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, Receiver, eventually
 from tests.integration.test_delivery import app, apply, deliveries, emit, endpoint, get, ready
+from tests.integration.test_kubectl_plugin import Plugin, plugin_env  # noqa: F401 (a fixture)
 from webhook_operator.delivery.http1 import ConnectionPool, TLSChoice
 from webhook_operator.tls_context import TLSMaterial, client_context
 
@@ -530,3 +531,41 @@ def test_invalid_previous_key_is_reported(cluster: Cluster, namespace: str) -> N
     message = not_ready(cluster, namespace, "ep", "SecretInvalid")
     assert message.startswith("Secret mine key 'secret.previous': "), message
     assert "whsec_x" not in message
+
+
+def test_plugin_output_never_shows_a_header_value(
+    cluster: Cluster,
+    namespace: str,
+    receiver: Receiver,
+    delivery_service: DeliveryProcess,
+    plugin_env: dict[str, str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    create_secret(cluster, namespace, "receiver-auth", {"token": API_KEY})
+    ep = endpoint(
+        "ep",
+        receiver.url("/hook"),
+        headersFrom=[
+            {"name": "X-Api-Key", "secretKeyRef": {"name": "receiver-auth", "key": "token"}}
+        ],
+    )
+    start(cluster, namespace, ep)
+    ready(cluster, namespace, "ep")
+    plugin = Plugin(cluster, delivery_service, namespace, plugin_env)
+    plugin.run("emit", "billing", "invoice.paid")
+    eventually(lambda: receiver.received("/hook"), what="delivered")
+
+    def shown() -> str:
+        listed = plugin.json("deliveries", "--endpoint", "ep")
+        assert listed["items"]
+        assert listed["items"][0]["status"] == "delivered"
+        delivery_id = listed["items"][0]["id"]
+        return (
+            json.dumps(listed)
+            + plugin.run("deliveries", "--endpoint", "ep").stdout
+            + plugin.run("delivery", delivery_id).stdout
+            + json.dumps(plugin.json("delivery", delivery_id))
+        )
+
+    output = eventually(shown, what="the plugin shows the delivery")
+    assert isinstance(output, str)
+    assert API_KEY not in output
