@@ -1,5 +1,9 @@
 """Sortable identifiers: a prefix and a ULID-like body (48-bit millisecond time, 80 random
-bits, Crockford base32), so ids order by creation time and make natural cursors."""
+bits, Crockford base32), so ids order by creation time and make natural cursors.
+
+Monotonic within a millisecond (the ULID spec's monotonic mode): an id made in the same
+millisecond as the one before it is that id's random part plus one, so the events of one
+batch list, newest first, in exactly the reverse of the order they were sent."""
 
 from __future__ import annotations
 
@@ -29,9 +33,20 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(pairs))
 
 
+_RANDOM_BITS = 80
+_last_millis = -1
+_last_random = 0
+
+
 def new_id(prefix: str, now: float | None = None) -> str:
+    global _last_millis, _last_random
     millis = int((time.time() if now is None else now) * 1000)
-    return f"{prefix}_{_encode(millis, 10)}{_encode(_random.getrandbits(80), 16)}"
+    if millis == _last_millis and _last_random + 1 < 1 << _RANDOM_BITS:
+        _last_random += 1
+    else:
+        # Half the range leaves room for 2**79 ids in one millisecond before a wrap.
+        _last_millis, _last_random = millis, _random.getrandbits(_RANDOM_BITS - 1)
+    return f"{prefix}_{_encode(millis, 10)}{_encode(_last_random, 16)}"
 
 
 def event_id(now: float | None = None) -> str:

@@ -112,6 +112,7 @@ def test_overview_counts_and_chart_then_the_catalog(
         "delivered": EVENTS,
         "failed": EVENTS,
         "held": EVENTS,
+        "expired": 0,
     }.items():
         count(key).to_have_text(str(value))
     expect(page.locator('[data-count="total"]')).to_contain_text("of at most 20")

@@ -196,6 +196,23 @@ def test_timeout_over_a_minute_is_rejected(cluster: Cluster, namespace: str) -> 
     assert "timeout must be at most 60s" in err
 
 
+@pytest.mark.parametrize("hold_for", ["-1h", "forever", "3d", "00"])
+def test_bad_hold_for_is_rejected(cluster: Cluster, namespace: str, hold_for: str) -> None:
+    err = rejected(cluster, namespace, VALID_SPEC + f'\nholdFor: "{hold_for}"')
+    assert "holdFor must be a duration such as 72h or 30m, or 0 to hold forever" in err
+
+
+def test_hold_for_accepts_durations_and_zero_for_ever(cluster: Cluster, namespace: str) -> None:
+    for n, hold_for in enumerate(["2s", "72h", "0", "0s"]):
+        spec = VALID_SPEC + f'\nholdFor: "{hold_for}"'
+        apply(cluster, namespace, endpoint(spec, name=f"hold-{n}"))
+    defaults = APP.replace("spec:\n", 'spec:\n  endpointDefaults: {holdFor: "0"}\n', 1)
+    apply(cluster, namespace, defaults)
+    bad = APP.replace("spec:\n", "spec:\n  endpointDefaults: {holdFor: soon}\n", 1)
+    result = apply(cluster, namespace, bad, check=False)
+    assert "holdFor must be a duration such as 72h or 30m, or 0 to hold forever" in result.stderr
+
+
 def test_signature_headers_cannot_be_overridden(cluster: Cluster, namespace: str) -> None:
     err = rejected(cluster, namespace, VALID_SPEC + '\nheaders: {"Webhook-Signature": "x"}')
     assert "headers must not set the webhook-* signature headers" in err

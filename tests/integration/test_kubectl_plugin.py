@@ -338,6 +338,56 @@ def test_pause_and_resume_change_spec_active(
     )
 
 
+def test_held_deliveries_expire_after_hold_for_and_replay_sends_them(
+    plugin: Plugin, cluster: Cluster, receiver: Receiver
+) -> None:
+    """A paused endpoint with holdFor 2s: what it holds expires, the CRD status counts it,
+    and after resuming, replay --status expired delivers it (per endpoint, then app-wide:
+    replay copies, so the expired ones are there to send again)."""
+    setup(cluster, plugin.namespace, receiver, holdFor="2s")
+    plugin.run("pause", "ep")
+
+    def waiting() -> list[str]:
+        return [s for s in statuses(plugin, "--endpoint", "ep") if s in ("held", "expired")]
+
+    def caught() -> bool:
+        plugin.run("emit", "billing", "invoice.paid")
+        return statuses(plugin, "--endpoint", "ep", "--limit", "1")[0] in ("held", "expired")
+
+    eventually(caught, interval=0.5, what="held while paused")
+    count = len(waiting())
+    delivered_before = len(receiver.received("/hook"))
+    eventually(lambda: waiting() == ["expired"] * count, what="held deliveries expired")
+    expired = plugin.run("deliveries", "--endpoint", "ep", "--status", "expired").stdout
+    assert len(expired.splitlines()) == 1 + count
+
+    def counted() -> dict[str, Any]:
+        status = get_endpoint(cluster, plugin.namespace, "ep").get("status", {})
+        counts: dict[str, Any] = status.get("deliveries") or {}
+        assert (counts.get("expired"), counts.get("held")) == (count, 0), counts
+        return counts
+
+    eventually(counted, timeout=60, what="expired counted in the endpoint's status")
+    assert len(receiver.received("/hook")) == delivered_before  # expired: never attempted
+
+    plugin.run("resume", "ep")
+    replayed = plugin.run("replay", "ep", "--since", "1h", "--status", "expired")
+    noun = "delivery" if count == 1 else "deliveries"
+    assert f"replayed {count} {noun} of endpoint ep" in replayed.stdout
+    assert "(expired)" in replayed.stdout
+    eventually(
+        lambda: len(receiver.received("/hook")) == delivered_before + count,
+        what="replayed expired deliveries delivered",
+    )
+    whole_app = plugin.json("replay", "--app", "billing", "--since", "1h", "--status", "expired")
+    assert whole_app["endpoints"] == {"ep": count}
+    eventually(
+        lambda: len(receiver.received("/hook")) == delivered_before + 2 * count,
+        what="app-wide replay delivered",
+    )
+    assert plugin.json("replay", "ep", "--since", "1h")["replayed"] == 0  # not by default
+
+
 def test_verify_accepts_a_real_delivery_and_rejects_a_tampered_one(
     plugin: Plugin, cluster: Cluster, receiver: Receiver, tmp_path: Path
 ) -> None:

@@ -58,6 +58,8 @@ DELIVERED = DeliveryStatus.DELIVERED
 EXHAUSTED = DeliveryStatus.EXHAUSTED
 HELD = DeliveryStatus.HELD
 CANCELLED = DeliveryStatus.CANCELLED
+EXPIRED = DeliveryStatus.EXPIRED
+HOUR = 3600.0
 
 TRUNCATE = (
     "TRUNCATE events, deliveries, attempts, endpoint_states, lease_owners, endpoint_rates,"
@@ -570,6 +572,83 @@ async def test_holding_and_releasing_reports_the_endpoints_counts(store: Store) 
     assert (state.counts["held"], state.counts["pending"]) == (0, 2)
 
 
+# -- bounded holds ----------------------------------------------------------------------
+
+
+@contract
+async def test_held_deliveries_older_than_hold_for_expire(store: Store) -> None:
+    """holdFor counts from a delivery's creation: the ones older expire, once, and stay
+    out of the release that resumes the endpoint; other endpoints and open deliveries are
+    not touched."""
+    old = await one(store, "paused", at=NOW - 3 * HOUR, status=HELD)
+    older_still = await one(store, "paused", at=NOW - 5 * HOUR, status=HELD)
+    young = await one(store, "paused", at=NOW - HOUR, status=HELD)
+    elsewhere = await one(store, "other", at=NOW - 5 * HOUR, status=HELD)
+    pending = await one(store, "paused", at=NOW - 5 * HOUR, due=NOW + HOUR)
+    assert sorted(await store.held_endpoints()) == [(NS, "other"), (NS, "paused")]
+
+    assert await store.expire_held(NS, "paused", 2 * HOUR, NOW) == 2
+    for expired in (old, older_still):
+        row = (await detail(store, expired)).delivery
+        assert (row.status, row.updated_at, row.next_attempt_at) == (EXPIRED, NOW, None)
+    assert [await status_of(store, d) for d in (young, elsewhere, pending)] == [
+        HELD,
+        HELD,
+        PENDING,
+    ]
+    # Another replica sweeping at the same time, or a second sweep, finds nothing left.
+    assert await store.expire_held(NS, "paused", 2 * HOUR, NOW) == 0
+    assert await ids_of(store, DeliveryQuery(NS, statuses=(EXPIRED,))) == [old, older_still]
+
+    assert await store.release_held(NS, "paused", NOW + 1) == 1
+    assert await status_of(store, young) == PENDING
+    assert await status_of(store, old) == EXPIRED
+    assert await store.held_endpoints() == [(NS, "other")]
+
+
+@contract
+async def test_a_hold_for_of_zero_holds_forever(store: Store) -> None:
+    ancient = await one(store, "paused", at=NOW - 400 * DAY, status=HELD)
+    assert await store.expire_held(NS, "paused", 0, NOW) == 0
+    assert await store.expire_held(NS, "paused", -1, NOW) == 0
+    assert await status_of(store, ancient) == HELD
+
+
+@contract
+async def test_expiry_reports_the_endpoints_counts(store: Store) -> None:
+    """Expiry changes the endpoint's counts without an attempt: a new version, so the
+    CRD status learns of it; expired deliveries count within the window, like exhausted."""
+    await one(store, "paused", at=NOW - 3 * HOUR, status=HELD)
+    await one(store, "paused", at=NOW - 10, status=HELD)
+    _, cursor = await store.stats_since(0, NOW)
+    assert await store.expire_held(NS, "unknown", HOUR, NOW) == 0
+    assert await store.stats_since(cursor, NOW) == ([], cursor)
+
+    assert await store.expire_held(NS, "paused", HOUR, NOW) == 1
+    states, newer = await store.stats_since(cursor, NOW)
+    [state] = states
+    assert (state.endpoint, state.counts["expired"], state.counts["held"]) == ("paused", 1, 1)
+    assert newer > cursor
+    states, _ = await store.stats_since(0, NOW + 2 * DAY)
+    assert [s.counts["expired"] for s in states] == [0]  # out of the 24 h window
+
+
+@contract
+async def test_expired_deliveries_are_replayed(store: Store) -> None:
+    expired = await one(store, "paused", at=NOW - 3 * HOUR, status=HELD)
+    before = await one(store, "paused", at=NOW - 5 * HOUR, status=HELD)
+    assert await store.expire_held(NS, "paused", HOUR, NOW) == 2
+    # The default replay (failed and exhausted) leaves expired deliveries alone.
+    assert await store.replay(NS, "paused", NOW - 4 * HOUR, NOW, (FAILED, EXHAUSTED)) == 0
+
+    assert await store.replay(NS, "paused", NOW - 4 * HOUR, NOW + 1, (EXPIRED,)) == 1
+    [copy] = await ids_of(store, DeliveryQuery(NS, endpoint="paused", statuses=(PENDING,)))
+    [item] = await claim(store, NOW + 1)
+    assert item.delivery_id == copy
+    assert item.event_id == (await detail(store, expired)).delivery.event_id
+    assert await status_of(store, before) == EXPIRED
+
+
 @contract
 async def test_an_enable_value_is_acted_on_once(store: Store) -> None:
     """Replicas that all see the enable annotation change: one of them enables."""
@@ -965,11 +1044,32 @@ async def test_stats_counts_deliveries_in_the_window_and_open_ones_now(store: St
 
     states, _ = await store.stats_since(0, NOW)
     counts = {s.endpoint: s.counts for s in states}
-    assert counts["ep-1"] == {"delivered": 1, "failed": 2, "exhausted": 1, "pending": 2, "held": 1}
-    assert counts["ep-2"] == {"delivered": 1, "failed": 0, "exhausted": 0, "pending": 0, "held": 0}
+    assert counts["ep-1"] == {
+        "delivered": 1,
+        "failed": 2,
+        "exhausted": 1,
+        "pending": 2,
+        "held": 1,
+        "expired": 0,
+    }
+    assert counts["ep-2"] == {
+        "delivered": 1,
+        "failed": 0,
+        "exhausted": 0,
+        "pending": 0,
+        "held": 0,
+        "expired": 0,
+    }
     states, _ = await store.stats_since(0, NOW, window=3 * DAY)
     [wide] = [s.counts for s in states if s.endpoint == "ep-1"]
-    assert wide == {"delivered": 2, "failed": 3, "exhausted": 1, "pending": 2, "held": 1}
+    assert wide == {
+        "delivered": 2,
+        "failed": 3,
+        "exhausted": 1,
+        "pending": 2,
+        "held": 1,
+        "expired": 0,
+    }
 
 
 @contract
@@ -1060,6 +1160,8 @@ async def test_purge_deletes_old_events_whose_deliveries_are_finished(store: Sto
     _, [held] = await add(store, "ep-1", at=old + 2, status=HELD)
     empty = NewEvent(event_id(old), NS, APP, "order.created", "{}", None, old + 3)
     await store.create_event(empty, [])
+    _, [expired] = await add(store, "paused", at=old + 4, status=HELD)
+    assert await store.expire_held(NS, "paused", DAY, NOW - 30) == 1
     _, [recent] = await add(store, "ep-1", at=NOW - 60)
     await settle(
         store,
@@ -1067,9 +1169,10 @@ async def test_purge_deletes_old_events_whose_deliveries_are_finished(store: Sto
         now=NOW - 30,
     )
 
-    assert await store.purge(NOW - DAY) == 2
+    assert await store.purge(NOW - DAY) == 3
     assert await store.get_delivery(NS, done_1) is None
     assert await store.get_delivery(NS, done_2) is None
+    assert await store.get_delivery(NS, expired) is None
     for kept in (open_done, open_pending, held, recent):
         assert await store.get_delivery(NS, kept) is not None
     assert (await detail(store, recent)).attempts != []
@@ -1466,3 +1569,31 @@ async def test_an_event_the_database_refuses_fails_alone(store: Store) -> None:
     assert isinstance(outcomes[1], Exception)
     stored = await ids_of(store, DeliveryQuery(NS, app=APP))
     assert len(stored) == 3 + (0 if isinstance(outcomes[3], Exception) else 1)
+
+
+def test_postgres_replicas_expiring_at_once_expire_each_delivery_once(fresh_pg_dsn: str) -> None:
+    """Every replica sweeps the same endpoints at the same moment: each held delivery
+    expires once, no sweep fails (no deadlock), and the counts add up."""
+    endpoints = [f"ep-{i}" for i in range(5)]
+
+    async def scenario() -> list[int]:
+        replicas = [PostgresStore(fresh_pg_dsn, max_size=4) for _ in range(2)]
+        for replica in replicas:
+            await replica.open()
+        try:
+            for n in range(40):
+                await add(replicas[0], *endpoints, at=NOW - 2 * HOUR - n, status=HELD)
+            sweeps = [
+                replica.expire_held(NS, endpoint, HOUR, NOW)
+                for endpoint in endpoints
+                for replica in replicas
+            ]
+            counts = list(await asyncio.gather(*sweeps))
+            assert await replicas[1].held_endpoints() == []
+            return counts
+        finally:
+            for replica in replicas:
+                await replica.close()
+
+    counts = asyncio.run(scenario())
+    assert sum(counts) == 40 * len(endpoints)

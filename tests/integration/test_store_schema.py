@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from tests import pg
+from webhook_operator.store import migrations
 from webhook_operator.store.postgres import PostgresStore
 from webhook_operator.store.sqlite import SQLiteStore
 
@@ -280,3 +281,130 @@ def test_the_same_foreign_keys(schemas: tuple[Schema, Schema, set[str]]) -> None
     sqlite, postgres, _ = schemas
     assert sqlite.foreign_keys == postgres.foreign_keys
     assert ForeignKey("deliveries", "event_id", "events.id", "cascade") in sqlite.foreign_keys
+
+
+# -- upgrading a database with rows in it -------------------------------------------------
+
+# The schema version an older release left: deliveries could not yet be 'expired'.
+BEFORE_EXPIRED = 5
+OLD_STATUSES = ("pending", "failed", "delivered", "exhausted", "held", "cancelled")
+T = 1_800_000_000.0
+
+OLD_EVENT = (
+    "INSERT INTO events VALUES ('evt_1', 'ns', 'shop', 'order.created', '{}', NULL, 6, ?, NULL)"
+)
+OLD_DELIVERY = (
+    "INSERT INTO deliveries VALUES"
+    " (?, 'evt_1', 'ns', 'shop', 'ep', 'order.created', ?, 1, ?, ?, ?, NULL, NULL, 500, 'HTTP 500')"
+)
+OLD_ATTEMPT = "INSERT INTO attempts VALUES (?, 1, 'ns', 'ep', ?, 12.5, 500, 'HTTP 500', 'no', ?)"
+READ_DELIVERIES = (
+    "SELECT id, event_id, namespace, app, endpoint, event_type, status, attempts, created_at,"
+    " updated_at, next_attempt_at, lease_owner, lease_until, last_http_status, last_error"
+    " FROM deliveries ORDER BY id"
+)
+READ_ATTEMPTS = "SELECT delivery_id, attempt, http_status FROM attempts ORDER BY delivery_id"
+
+
+def old_rows(placeholder: str) -> list[tuple[str, tuple[object, ...]]]:
+    """One event with a delivery in every status an older release knew, each attempted."""
+    statements: list[tuple[str, tuple[object, ...]]] = [(OLD_EVENT, (T,))]
+    for n, status in enumerate(OLD_STATUSES):
+        due = T + 60 if status in ("pending", "failed") else None
+        statements.append((OLD_DELIVERY, (f"dlv_{n}", status, T + n, T + n, due)))
+        statements.append((OLD_ATTEMPT, (f"dlv_{n}", T + n, n % 2 == 0)))
+    return [(sql.replace("?", placeholder), params) for sql, params in statements]
+
+
+def kept(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Every column but those expiry changes (status and updated_at)."""
+    return [row[:6] + row[7:9] + row[10:] for row in rows]
+
+
+def test_sqlite_upgrade_keeps_every_delivery_and_attempt(tmp_path: Path) -> None:
+    """0006 rebuilds the deliveries table (SQLite cannot alter a CHECK constraint): the
+    rows and the attempts that reference them survive, foreign keys are enforced again
+    after, and the new status is accepted."""
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        assert migrations.migrate_sqlite(conn, up_to=BEFORE_EXPIRED) == BEFORE_EXPIRED
+        for statement, params in old_rows("?"):
+            conn.execute(statement, params)
+        before = conn.execute(READ_DELIVERIES).fetchall(), conn.execute(READ_ATTEMPTS).fetchall()
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute("UPDATE deliveries SET status = 'expired' WHERE id = 'dlv_4'")
+
+    asyncio.run(_expire_one(SQLiteStore(str(path))))
+
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        after = conn.execute(READ_DELIVERIES).fetchall(), conn.execute(READ_ATTEMPTS).fetchall()
+        assert after[1] == before[1]
+        assert [row[6] for row in after[0]] == [*OLD_STATUSES[:4], "expired", "cancelled"]
+        assert kept(after[0]) == kept(before[0])
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute("UPDATE deliveries SET status = 'lost' WHERE id = 'dlv_0'")
+        # The references still cascade: deleting the event takes everything with it.
+        conn.execute("DELETE FROM events")
+        assert conn.execute("SELECT count(*) FROM attempts").fetchone()[0] == 0
+
+
+def test_postgres_upgrade_keeps_every_delivery_and_the_check(postgres_dsn: str) -> None:
+    dsn = pg.create_database(postgres_dsn, "store_upgrade")
+    try:
+        asyncio.run(_migrate_postgres(dsn, BEFORE_EXPIRED))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for statement, params in old_rows("%s"):
+                conn.execute(statement, params)  # type: ignore[arg-type]
+            before = conn.execute(READ_DELIVERIES).fetchall()
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute("UPDATE deliveries SET status = 'expired' WHERE id = 'dlv_4'")
+
+        asyncio.run(_expire_one(PostgresStore(dsn)))
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            after = conn.execute(READ_DELIVERIES).fetchall()
+            assert [row[6] for row in after] == [*OLD_STATUSES[:4], "expired", "cancelled"]
+            assert kept(after) == kept(before)
+            assert len(conn.execute(READ_ATTEMPTS).fetchall()) == len(OLD_STATUSES)
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute("UPDATE deliveries SET status = 'lost' WHERE id = 'dlv_0'")
+    finally:
+        pg.drop_database(postgres_dsn, dsn)
+
+
+async def _migrate_postgres(dsn: str, up_to: int) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        assert await migrations.migrate_postgres(conn, up_to=up_to) == up_to
+
+
+async def _expire_one(store: SQLiteStore | PostgresStore) -> None:
+    """Open (the upgrade), then expire the held delivery (created at T + 4)."""
+    await store.open()
+    try:
+        assert await store.schema_version() == migrations.latest_version(
+            migrations.SQLITE if isinstance(store, SQLiteStore) else migrations.POSTGRES
+        )
+        assert await store.expire_held("ns", "ep", 60.0, T + 3600) == 1
+    finally:
+        await store.close()
+
+
+def test_a_rebuild_that_breaks_references_is_rolled_back(tmp_path: Path) -> None:
+    """With enforcement off during a rebuild, the runner's own check is what stops rows
+    whose references point nowhere: nothing of the file is applied or recorded."""
+    with closing(sqlite3.connect(tmp_path / "store.db", isolation_level=None)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        latest = migrations.migrate_sqlite(conn)
+        for statement, params in old_rows("?"):
+            conn.execute(statement, params)
+        broken = migrations.Migration(
+            99, "broken", f"{migrations.REBUILDS}\nDELETE FROM deliveries;"
+        )
+        with pytest.raises(migrations.ForeignKeyViolation, match="0099_broken"):
+            migrations._apply_sqlite(conn, broken)
+        assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == len(OLD_STATUSES)
+        assert migrations.sqlite_schema_version(conn) == latest
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -435,6 +435,8 @@ def test_operator_rbac() -> None:
     assert rules(role) == (
         triples(GROUP, KINDS, READ)
         | triples(GROUP, [f"{k}/status" for k in KINDS], ["get", "patch", "update"])
+        # Operational notifications are emitted into the operational endpoint's app.
+        | triples(GROUP, ["webhookapps"], ["emit"])
         | triples("", ["secrets"], [*READ, "create", "update", "patch", "delete"])
         | triples("", ["events"], ["create", "patch"])
         | triples("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])

@@ -197,7 +197,7 @@ def test_summary_counts_endpoints_by_health_and_sums_recent_deliveries() -> None
                 "deliveries": {"delivered": 2, "failed": 3, "pending": 1, "window": "24h"},
             }
         ),
-        endpoint({"health": "Disabled", "deliveries": {"exhausted": 1, "held": 4}}),
+        endpoint({"health": "Disabled", "deliveries": {"exhausted": 1, "held": 4, "expired": 2}}),
         endpoint({"health": "Unheard-of", "deliveries": {"delivered": "many", "failed": -2}}),
     ]
     answer = summary("shop", PortalSettings(maxEndpoints=7), endpoints)
@@ -216,6 +216,7 @@ def test_summary_counts_endpoints_by_health_and_sums_recent_deliveries() -> None
         "exhausted": 1,
         "pending": 1,
         "held": 4,
+        "expired": 2,
     }
     assert answer.last_delivery_time == datetime(2025, 3, 1, 11, tzinfo=UTC)
     assert answer.last_success_time == datetime(2025, 3, 1, 10, tzinfo=UTC)

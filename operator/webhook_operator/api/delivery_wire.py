@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, PlainSerializer, Strict
 
+from webhook_operator.api import names
 from webhook_operator.api.v1alpha1 import EVENT_TYPE_PATTERN
 from webhook_operator.api.wire_base import Answer, Wire
 
@@ -34,6 +35,8 @@ class DeliveryStatus(StrEnum):
     EXHAUSTED = "exhausted"  # every attempt failed; no more will be made
     HELD = "held"  # the endpoint is paused or disabled; delivered when it is active again
     CANCELLED = "cancelled"  # the endpoint was deleted
+    # Held longer than the endpoint's holdFor: no attempt will be made (replay sends it).
+    EXPIRED = "expired"
 
 
 def rfc3339(moment: datetime) -> str:
@@ -241,7 +244,8 @@ class ReplayRequest(ReplayWindow):
     one of `statuses`."""
 
     statuses: list[DeliveryStatus] | None = None
-    """Which deliveries; failed and exhausted when unset."""
+    """Which deliveries; failed and exhausted when unset. expired sends again the
+    deliveries held longer than their endpoint's holdFor."""
 
 
 class ReplayResult(Answer):
@@ -268,6 +272,30 @@ class PingResult(Answer):
     """true when the endpoint is paused or disabled: the ping waits until it is active."""
 
 
+class OperationalType(StrEnum):
+    FAILING = names.OPERATIONAL_FAILING
+    DISABLED = names.OPERATIONAL_DISABLED
+    RECOVERED = names.OPERATIONAL_RECOVERED
+
+
+class NotificationRequest(Wire):
+    """An operational notification from the operator to one endpoint (an app's
+    operationalEndpointRef), signed and delivered like any event of that endpoint's app."""
+
+    type: OperationalType
+    id: str = Field(min_length=1, max_length=256)
+    """Idempotency key: the same change told twice (a restart, a new leader) is stored once."""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotificationResult(Answer):
+    event_id: str
+    delivery_id: str | None
+    """None for a duplicate: the earlier event's delivery is the one."""
+    held: bool
+    duplicate: bool
+
+
 class EndpointStats(Answer):
     """An endpoint's delivery state, for the operator to show in its status."""
 
@@ -282,7 +310,8 @@ class EndpointStats(Answer):
     disabled_reason: str | None
     disabled_at: Time | None
     deliveries: dict[str, int]
-    """Counts by status within the window (pending and held: now)."""
+    """Counts by status within the window (pending and held: now): delivered, failed,
+    exhausted, pending, held, expired."""
     window: str
 
 
@@ -305,7 +334,7 @@ class ActivityBucket(Answer):
     retry."""
     failed: int
     """Deliveries that have not got through: failing and still being retried, or given up
-    after every retry. Pending, held and cancelled ones are in neither count."""
+    after every retry. Pending, held, expired and cancelled ones are in neither count."""
 
 
 class Activity(Answer):

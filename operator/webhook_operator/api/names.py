@@ -32,3 +32,11 @@ ENDPOINT_LABEL: Final = PREFIX + "endpoint"
 ENDPOINT_DISABLED_EVENT: Final = "EndpointDisabled"
 # Normal: deliveries succeed again after the endpoint was failing or disabled.
 ENDPOINT_RECOVERED_EVENT: Final = "EndpointRecovered"
+
+# --- Operational notifications (WebhookApp.spec.operationalEndpointRef) -------------------------
+# Event types the operational endpoint receives, signed like any other event.
+OPERATIONAL_FAILING: Final = "webhook-operator.endpoint.failing"
+OPERATIONAL_DISABLED: Final = "webhook-operator.endpoint.disabled"
+OPERATIONAL_RECOVERED: Final = "webhook-operator.endpoint.recovered"
+# Warning Event on the app: its operationalEndpointRef names no existing endpoint.
+OPERATIONAL_ENDPOINT_NOT_FOUND: Final = "OperationalEndpointNotFound"

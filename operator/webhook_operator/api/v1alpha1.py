@@ -234,6 +234,20 @@ class DeliverySettings(Model):
     expects. They cannot replace the webhook-* signature headers."""
     secret_rotation: SecretRotation | None = None
     """Grace period and optional schedule for rotating the signing secret."""
+    hold_for: str | None = Field(
+        default=None,
+        max_length=32,
+        json_schema_extra=k8s_extra(
+            cel(
+                f"self == '0' || self.matches({cel_string(DURATION_PATTERN)})",
+                "holdFor must be a duration such as 72h or 30m, or 0 to hold forever",
+            ),
+        ),
+    )
+    """How long a delivery waits while the endpoint is paused or disabled. Held
+    deliveries older than this (counted from when the event was accepted) become expired:
+    no attempt is made, and `kubectl webhooks replay --status expired` sends them again.
+    Default 72h; 0 (or 0s) holds them until the endpoint is active again."""
 
 
 # --- Secrets the endpoint's requests use ----------------------------------------------------
@@ -416,6 +430,8 @@ class DeliveryCounts(Model):
     """Deliveries waiting for their next attempt now."""
     held: int = Field(default=0, ge=0)
     """Deliveries held while the endpoint is paused or disabled."""
+    expired: int = Field(default=0, ge=0)
+    """Held deliveries that waited longer than holdFor and expired in the recent window."""
     window: str | None = None
     """The recent window these counts cover, for example 24h."""
 
@@ -537,6 +553,15 @@ class WebhookAppSpec(Model):
     """Guard rails for the customer portal: whether it serves this app, how many endpoints
     customers may create, whether plain http is allowed and which event types they may
     pick. Unset means the defaults."""
+    operational_endpoint_ref: LocalObjectReference | None = None
+    """A WebhookEndpoint in this namespace (of this app or another, for example a platform
+    team's own app) that receives signed operational events about this app's endpoints:
+    webhook-operator.endpoint.failing (after operationalFailingAfter failures in a row),
+    webhook-operator.endpoint.disabled (retries exhausted or 410 Gone) and
+    webhook-operator.endpoint.recovered. It receives them whatever its own `events` say,
+    and never about itself."""
+    operational_failing_after: int = Field(default=5, ge=1, le=1000)
+    """Consecutive failed attempts after which webhook-operator.endpoint.failing is sent."""
 
 
 class WebhookAppStatus(Model):

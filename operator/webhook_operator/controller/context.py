@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from webhook_operator.controller.kube import Kube
 from webhook_operator.controller.status_writer import StatusWriter
 from webhook_operator.controller.store import NsName, Store
 from webhook_operator.controller.workqueue import WorkQueue
 from webhook_operator.health import DeliveryState
+from webhook_operator.operational import Announced
+
+if TYPE_CHECKING:
+    from webhook_operator.controller.operational import Notifier
 
 # ("endpoint" | "app", namespace, name)
 ObjKey = tuple[str, str, str]
@@ -33,3 +38,7 @@ class Context:
     # condition that stays false is announced once, not on every reconcile.
     warned: dict[ObjKey, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
+    # What each endpoint's app's operational endpoint was last told (operational.Announced),
+    # and who tells it (None: no delivery service configured).
+    operational: dict[NsName, Announced] = field(default_factory=dict)
+    notifier: Notifier | None = None

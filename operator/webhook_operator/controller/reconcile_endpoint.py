@@ -16,6 +16,7 @@ from webhook_operator.api import names
 from webhook_operator.api.v1alpha1 import Condition, Health, WebhookAppSpec, WebhookEndpointSpec
 from webhook_operator.controller import request_secrets
 from webhook_operator.controller.context import ENDPOINTS, Context
+from webhook_operator.controller.operational import announce_operational
 from webhook_operator.controller.secrets import (
     SecretOutcome,
     StaleView,
@@ -227,6 +228,7 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
     ctx.writer.update(key, fields, observed)
     await _announce(ctx, obj, merged, outcome, policy)
     await _announce_health(ctx, obj, observed.get("health"), fields)
+    await announce_operational(ctx, namespace, name, spec.app_ref.name, app_spec, observed, fields)
     if outcome.next_check is None:
         return None
     return max((outcome.next_check - now).total_seconds(), 0.0) + 0.5

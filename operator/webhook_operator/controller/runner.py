@@ -18,6 +18,7 @@ from aiohttp import web
 from webhook_operator.controller import delivery_results, handlers, kube
 from webhook_operator.controller.context import Context, ObjKey
 from webhook_operator.controller.leader import LeaderElector, LostLeadership
+from webhook_operator.controller.operational import HttpNotifier
 from webhook_operator.controller.reconcile_app import reconcile_app
 from webhook_operator.controller.reconcile_endpoint import reconcile_endpoint
 from webhook_operator.controller.status_writer import StatusWriter
@@ -148,6 +149,8 @@ async def run(settings: ControllerSettings) -> int:
     registry = build_registry(ctx)
     tasks = [asyncio.create_task(worker(ctx)) for _ in range(settings.workers)]
     if settings.delivery_url:
+        notifier = HttpNotifier(settings.delivery_url, lambda: delivery_results.bearer_token(ctx))
+        ctx.notifier = notifier
         tasks.append(
             asyncio.create_task(
                 delivery_results.poll(ctx, settings.delivery_url, settings.delivery_poll_interval)
@@ -175,6 +178,8 @@ async def run(settings: ControllerSettings) -> int:
             with contextlib.suppress(BaseException):
                 await task
         await k.flush_events()
+        if isinstance(ctx.notifier, HttpNotifier):
+            await ctx.notifier.close()
         if code == 0:
             await elector.release()
         await probes.cleanup()

@@ -149,7 +149,7 @@ def replay_request(raw: bytes) -> w.ReplayRequest:
 
 _STATUS = Param(
     "status",
-    "pending, failed, delivered, exhausted, held or cancelled; repeat or comma-separate",
+    "pending, failed, delivered, exhausted, held, cancelled or expired; repeat or comma-separate",
     {"type": "array", "items": {"type": "string", "enum": [s.value for s in DeliveryStatus]}},
 )
 _EVENT_TYPE = Param(
@@ -284,8 +284,9 @@ class Routes:
                 "POST",
                 "/v1/namespaces/{namespace}/endpoints/{endpoint}/replay",
                 self.replay,
-                "Deliver again the endpoint's failed or exhausted deliveries created since a"
-                " time, and before another (RBAC verb update)",
+                "Deliver again the endpoint's failed or exhausted deliveries (or those of"
+                " `statuses`, such as expired) created since a time, and before another"
+                " (RBAC verb update)",
                 request=w.ReplayRequest,
                 response=w.ReplayResult,
                 status=202,
@@ -296,8 +297,9 @@ class Routes:
                 "POST",
                 "/v1/namespaces/{namespace}/apps/{app}/replay",
                 self.replay_app,
-                "Deliver again the failed or exhausted deliveries of every endpoint of the app"
-                " created since a time, and before another (RBAC verb update on the app)",
+                "Deliver again the failed or exhausted deliveries (or those of `statuses`,"
+                " such as expired) of every endpoint of the app created since a time, and"
+                " before another (RBAC verb update on the app)",
                 request=w.ReplayRequest,
                 response=w.AppReplayResult,
                 status=202,
@@ -313,6 +315,19 @@ class Routes:
                 status=202,
                 errors=(400, 401, 403, 404, 503),
                 tag=operations,
+            ),
+            Operation(
+                "POST",
+                "/internal/v1/namespaces/{namespace}/endpoints/{endpoint}/notifications",
+                self.notify,
+                "An operational notification for this endpoint only, stored in its app,"
+                " signed and retried like any event (for the operator; RBAC verb emit on the"
+                " endpoint's app)",
+                request=w.NotificationRequest,
+                response=w.NotificationResult,
+                status=202,
+                errors=(400, 401, 403, 404, 413, 415, 422, 503),
+                internal=True,
             ),
             Operation(
                 "GET",
@@ -561,8 +576,35 @@ class Routes:
 
     async def ping(self, request: web.Request) -> web.Response:
         namespace, endpoint, app = await self._endpoint_app(request, "update")
-        result = await self.svc.ping(namespace, endpoint, app)
-        return respond(w.PingResult.model_validate(result), status=202)
+        sent = await self.svc.addressed.ping(namespace, endpoint, app)
+        assert sent.delivery_id is not None  # a ping has no idempotency key
+        return respond(
+            w.PingResult(event_id=sent.event_id, delivery_id=sent.delivery_id, held=sent.held),
+            status=202,
+        )
+
+    async def notify(self, request: web.Request) -> web.Response:
+        # The RBAC verb emit on the endpoint's app: the operator's role has it for every app.
+        namespace, endpoint, app = await self._endpoint_app(request, "emit")
+        raw = await self._body(request)
+        ingest.parse_object(raw, '{"type": "...", "id": "...", "data": {}}')
+        try:
+            note = w.NotificationRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            problems = exc.errors(include_url=False, include_input=False)
+            raise ApiError(422, "Invalid", inputs.describe(problems)) from None
+        sent = await self.svc.addressed.send(
+            namespace, endpoint, app, note.type.value, note.data, note.id
+        )
+        return respond(
+            w.NotificationResult(
+                event_id=sent.event_id,
+                delivery_id=sent.delivery_id,
+                held=sent.held,
+                duplicate=sent.duplicate,
+            ),
+            status=202,
+        )
 
     # -- operator, probes, metrics ---------------------------------------------------------
 

@@ -32,7 +32,7 @@ class Metrics:
         )
         self.deliveries = Counter(
             "webhook_deliveries_finished",
-            "Deliveries that reached a final state (delivered, exhausted).",
+            "Deliveries that reached a final state (delivered, exhausted, expired).",
             ["namespace", "endpoint", "status"],
             registry=r,
         )

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_CONCURRENCY = 10
+DEFAULT_HOLD_FOR = 72 * 3600.0
 NsName = tuple[str, str]
 
 
@@ -66,6 +67,8 @@ class EndpointConfig:
     secret_key: str
     generated_secret: bool
     enable_token: str | None
+    # Seconds a delivery may stay held (paused or disabled endpoint); 0: forever.
+    hold_for: float = DEFAULT_HOLD_FOR
     # (header, Secret, key) for each headersFrom entry.
     headers_from: tuple[tuple[str, str, str], ...] = ()
     # (Secret, key) of the CA to trust, and the kubernetes.io/tls Secret to present.
@@ -117,6 +120,16 @@ def _pick(own: Any, inherited: DeliverySettings | None, name: str) -> Any:
     return value
 
 
+def hold_for_seconds(text: str | None) -> float:
+    """spec.holdFor in seconds: "0" (which the CRD allows beside durations) and "0s" hold
+    forever, 0.0; unset is the default."""
+    if text is None:
+        return DEFAULT_HOLD_FOR
+    if text == "0":
+        return 0.0
+    return parse_duration(text).total_seconds()
+
+
 def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> EndpointConfig | None:
     meta = obj["metadata"]
     try:
@@ -135,6 +148,7 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
     rate = _pick(spec, defaults, "rate_limit")
     headers = _pick(spec, defaults, "headers") or {}
     max_conc = _pick(spec, defaults, "max_concurrency")
+    hold_for = _pick(spec, defaults, "hold_for")
     ref = spec.secret_ref
     tls = spec.tls
     return EndpointConfig(
@@ -155,6 +169,7 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
         secret_key=ref.key if ref else rotation.CURRENT_KEY,
         generated_secret=ref is None,
         enable_token=(meta.get("annotations") or {}).get(ENABLE_ANNOTATION),
+        hold_for=hold_for_seconds(hold_for),
         headers_from=tuple(
             (h.name, h.secret_key_ref.name, h.secret_key_ref.key) for h in spec.headers_from or ()
         ),

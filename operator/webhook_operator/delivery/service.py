@@ -16,13 +16,14 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from webhook_operator import ids
 from webhook_operator.api.names import K8S_MANAGED_BY, MANAGER
 from webhook_operator.delivery import ingest
+from webhook_operator.delivery.addressed import AddressedEvents
 from webhook_operator.delivery.api import Routes, metrics_app
 from webhook_operator.delivery.dispatcher import Dispatcher, DispatcherSettings
 from webhook_operator.delivery.egress_proxy import EgressProxy
 from webhook_operator.delivery.endpoint_states import EndpointStates
+from webhook_operator.delivery.hold_expiry import HoldExpiry
 from webhook_operator.delivery.ingest_batcher import IngestBatcher
 from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
@@ -30,13 +31,12 @@ from webhook_operator.delivery.sender import Sender
 from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_client import connect
 from webhook_operator.kube_informer import Informer, of_custom_objects
-from webhook_operator.store.base import DeliveryStatus, NewDelivery, NewEvent, Store
+from webhook_operator.store.base import DeliveryStatus, Store
 from webhook_operator.store.factory import open_store
 from webhook_operator.url_policy import AddressPolicy
 
 log = logging.getLogger(__name__)
 GENERATED_SECRETS = f"{K8S_MANAGED_BY}={MANAGER}"
-PING_TYPE = "webhook.ping"
 HELD = DeliveryStatus.HELD
 
 
@@ -93,7 +93,10 @@ class Service:
             self.states,
         )
         self.states.released = self.dispatcher.wake
+        # Ping and operational notifications: events for one named endpoint.
+        self.addressed = AddressedEvents(store, self.states, self.dispatcher.wake)
         self.ingest = IngestBatcher(store)
+        self.hold_expiry = HoldExpiry(store, self.registry, self.metrics)
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._user_secrets_wanted = asyncio.Event()
@@ -116,30 +119,6 @@ class Service:
             if held:
                 await self.states.held(held)
         return {"eventId": event_id, "deliveries": count, "duplicate": duplicate}
-
-    async def ping(self, namespace: str, endpoint: str, app: str) -> dict[str, Any]:
-        now = time.time()
-        event_id = ids.event_id(now)
-        submitted = ingest.Submitted(
-            PING_TYPE, None, {"namespace": namespace, "endpoint": endpoint}
-        )
-        event = NewEvent(
-            id=event_id,
-            namespace=namespace,
-            app=app,
-            type=PING_TYPE,
-            payload=ingest.payload(event_id, submitted, now),
-            idempotency_key=None,
-            created_at=now,
-        )
-        delivery_id = ids.delivery_id(now)
-        held = self.states.holds((namespace, endpoint))
-        status = HELD if held else DeliveryStatus.PENDING
-        await self.store.create_event(event, [NewDelivery(delivery_id, endpoint, status, now)])
-        self.dispatcher.wake()
-        if held:
-            await self.states.held([(namespace, endpoint)])
-        return {"eventId": event_id, "deliveryId": delivery_id, "held": held}
 
     # -- configuration changes (Registry listener) ----------------------------------------
 
@@ -288,6 +267,7 @@ class Service:
             asyncio.create_task(self._refresh_user_secrets()),
             asyncio.create_task(self._gauges()),
             asyncio.create_task(self._purge()),
+            asyncio.create_task(self.hold_expiry.run()),
         ]
         try:
             await stop.wait()

@@ -201,7 +201,7 @@ def deliveries(
         typer.Option(
             "--status",
             help="Only these statuses (repeatable or comma-separated): pending, failed,"
-            " delivered, exhausted, held, cancelled.",
+            " delivered, exhausted, held, cancelled, expired.",
             show_default=False,
         ),
     ] = None,
@@ -330,7 +330,7 @@ def replay(
         typer.Option(
             "--status",
             help="Which deliveries to replay (repeatable or comma-separated; default"
-            " failed,exhausted).",
+            " failed,exhausted; expired: held longer than the endpoint's holdFor).",
             show_default=False,
         ),
     ] = None,

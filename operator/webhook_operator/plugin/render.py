@@ -33,6 +33,7 @@ STATUS_STYLE = {
     "exhausted": "red",
     "cancelled": "dim",
     "held": "cyan",
+    "expired": "magenta",
     "pending": "",
 }
 

@@ -21,7 +21,8 @@ DOWNLOAD_VALUES = {"1": True, "true": True, "0": False, "false": False, "": Fals
 PAGE_PARAMS = (
     Param(
         "status",
-        "pending, failed, delivered, exhausted, held or cancelled; repeat or comma-separate",
+        "pending, failed, delivered, exhausted, held, cancelled or expired; repeat or"
+        " comma-separate",
         {"type": "array", "items": {"type": "string", "enum": [s.value for s in w.DeliveryStatus]}},
     ),
     Param(

@@ -112,6 +112,8 @@ class RecentDeliveries(Wire):
     """Deliveries waiting for their next attempt now."""
     held: int = 0
     """Deliveries held while their endpoint is paused or disabled."""
+    expired: int = 0
+    """Held deliveries that waited longer than their endpoint's holdFor, in the window."""
 
 
 class Summary(Wire):
@@ -302,7 +304,7 @@ def catalog(app: str, spec: WebhookAppSpec, portal: AppPortal) -> Catalog:
 
 # --- summary --------------------------------------------------------------------------------
 
-_COUNTED = ("delivered", "failed", "exhausted", "pending", "held")
+_COUNTED = ("delivered", "failed", "exhausted", "pending", "held", "expired")
 
 
 def _health(status: Mapping[str, Any]) -> Health:

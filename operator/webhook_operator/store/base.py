@@ -127,8 +127,8 @@ def endpoint_state_updates(results: list[AttemptResult]) -> list[AttemptResult]:
 class ActivityBucket:
     """The deliveries of an app created within one bucket of time, by where they stand:
     `delivered` reached the endpoint (on the first attempt or a retry), `failed` did not
-    get through (FAILED, still being retried, or EXHAUSTED). Pending, held and cancelled
-    ones are in neither."""
+    get through (FAILED, still being retried, or EXHAUSTED). Pending, held, expired and
+    cancelled ones are in neither: no attempt of theirs failed."""
 
     start: float
     delivered: int = 0
@@ -357,6 +357,15 @@ class Store(Protocol):
     async def release_held(self, namespace: str, endpoint: str, now: float) -> int:
         """HELD deliveries of the endpoint become PENDING, due now (oldest id first)."""
 
+    async def held_endpoints(self) -> list[tuple[str, str]]:
+        """(namespace, endpoint) of every endpoint with HELD deliveries."""
+
+    async def expire_held(self, namespace: str, endpoint: str, hold_for: float, now: float) -> int:
+        """HELD deliveries of the endpoint created more than `hold_for` seconds before
+        `now` become EXPIRED (updated at `now`), and the endpoint's version grows when any
+        did; returns how many. `hold_for` 0 (or less) holds forever: nothing expires.
+        Safe to run from every replica at once: a delivery expires once."""
+
     async def endpoints_with_open_deliveries(self) -> list[tuple[str, str]]:
         """(namespace, endpoint) of every endpoint with PENDING, FAILED or HELD deliveries."""
 
@@ -440,9 +449,10 @@ class Store(Protocol):
         self, cursor: int, now: float, window: float = 86400.0
     ) -> tuple[list[EndpointState], int]:
         """Endpoint states with version > cursor, and the new cursor. `counts` holds
-        delivered / failed / exhausted within `window` seconds and pending / held now:
-        deliveries that became DELIVERED or EXHAUSTED in the window, attempts that failed in
-        the window, deliveries PENDING or FAILED (awaiting an attempt) and HELD now."""
+        delivered / failed / exhausted / expired within `window` seconds and pending / held
+        now: deliveries that became DELIVERED, EXHAUSTED or EXPIRED in the window, attempts
+        that failed in the window, deliveries PENDING or FAILED (awaiting an attempt) and
+        HELD now."""
 
     async def activity(
         self, namespace: str, app: str, since: float, now: float, bucket: float = 3600.0

@@ -54,6 +54,8 @@ class SharedQueries:
     hold: str
     release_held: str
     cancel_endpoint: str
+    held_endpoints: str
+    expire_held: str
     open_endpoints: str
     record_attempt_state: str
     disable: str
@@ -333,6 +335,20 @@ class StoreCore:
             if released:
                 await self._touch(tx, {(namespace, endpoint)})
         return released
+
+    async def held_endpoints(self) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in await self.db.fetchall(self.q.held_endpoints, {})]
+
+    async def expire_held(self, namespace: str, endpoint: str, hold_for: float, now: float) -> int:
+        if hold_for <= 0:
+            return 0
+        params = {"namespace": namespace, "endpoint": endpoint, "now": now}
+        async with self.db.transaction() as tx:
+            expired = await tx.execute(self.q.expire_held, {**params, "before": now - hold_for})
+            if expired:
+                # The counts changed without an attempt: stats_since must report it.
+                await self._touch(tx, {(namespace, endpoint)})
+        return expired
 
     async def endpoints_with_open_deliveries(self) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in await self.db.fetchall(self.q.open_endpoints, {})]

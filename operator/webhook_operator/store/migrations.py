@@ -6,6 +6,15 @@ store applies the missing files in version order, each in its own transaction to
 with its `schema_migrations` row, so a file is applied exactly once or not at all.
 PostgreSQL replicas that start together serialize on an advisory lock while migrating.
 
+A SQLite file that changes a table SQLite cannot ALTER (a CHECK constraint, say) rebuilds
+it: create the new table, copy, drop the old one, rename, recreate its indexes
+(https://sqlite.org/lang_altertable.html#otheralter). Dropping a table other tables
+reference would delete their rows through ON DELETE CASCADE while foreign keys are
+enforced, and the pragma that stops enforcement is ignored inside a transaction. Such a
+file starts with the line `-- rebuilds tables` (REBUILDS): the runner turns enforcement
+off before its transaction, checks every foreign key before committing, and turns it
+back on after.
+
 The SQL directory deliberately has no `__init__.py`: a regular package of that name
 would shadow this module."""
 
@@ -43,12 +52,23 @@ POSTGRES_LOCK_ID: Final = 0x776562686F6F6B
 
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
+# The first line of a SQLite migration that drops and recreates referenced tables.
+REBUILDS: Final = "-- rebuilds tables"
+
+
+class ForeignKeyViolation(RuntimeError):
+    """A table rebuild left rows whose references point nowhere; nothing was applied."""
+
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def rebuilds(self) -> bool:
+        return self.sql.startswith(REBUILDS)
 
 
 def load(dialect: str) -> list[Migration]:
@@ -75,28 +95,50 @@ def latest_version(dialect: str) -> int:
 # -- SQLite -----------------------------------------------------------------------------
 
 
-def migrate_sqlite(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations; returns the schema version. `conn` must be in autocommit
-    mode (isolation_level=None) and outside a transaction."""
+def migrate_sqlite(conn: sqlite3.Connection, up_to: int | None = None) -> int:
+    """Apply pending migrations (those up to version `up_to` only, when given: a database
+    as an older release left it); returns the schema version. `conn` must be in
+    autocommit mode (isolation_level=None) and outside a transaction."""
     conn.execute(CREATE_SCHEMA_MIGRATIONS)
     applied = {row[0] for row in conn.execute(SELECT_APPLIED)}
     for migration in load(SQLITE):
+        if up_to is not None and migration.version > up_to:
+            break
         if migration.version not in applied:
             _apply_sqlite(conn, migration)
     return sqlite_schema_version(conn)
 
 
 def _apply_sqlite(conn: sqlite3.Connection, migration: Migration) -> None:
+    enforced = bool(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+    if migration.rebuilds and enforced:
+        conn.execute("PRAGMA foreign_keys = OFF")
     # executescript commits any open transaction before it runs, so the BEGIN goes into
     # the script; the transaction is still open when it returns.
     try:
         conn.executescript(f"BEGIN IMMEDIATE;\n{migration.sql}")
+        if migration.rebuilds:
+            _check_foreign_keys(conn, migration)
         conn.execute(SQLITE_RECORD, (migration.version, time.time()))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        if migration.rebuilds and enforced:
+            conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(conn: sqlite3.Connection, migration: Migration) -> None:
+    """What enforcement would have refused during the rebuild, refused now, before the
+    commit (https://sqlite.org/pragma.html#pragma_foreign_key_check)."""
+    broken = conn.execute("PRAGMA foreign_key_check").fetchmany(5)
+    if broken:
+        raise ForeignKeyViolation(
+            f"migration {migration.version:04d}_{migration.name} leaves rows with broken"
+            f" references (table, rowid, referenced table, key): {broken}"
+        )
 
 
 def sqlite_schema_version(conn: sqlite3.Connection) -> int:
@@ -107,16 +149,18 @@ def sqlite_schema_version(conn: sqlite3.Connection) -> int:
 # -- PostgreSQL -------------------------------------------------------------------------
 
 
-async def migrate_postgres(conn: AsyncConnection[Any]) -> int:
-    """Apply pending migrations; returns the schema version. `conn` must be in autocommit
-    mode. Holds the migration lock throughout, so a second replica waits, then finds
-    nothing left to do."""
+async def migrate_postgres(conn: AsyncConnection[Any], up_to: int | None = None) -> int:
+    """Apply pending migrations (up to version `up_to` only, when given); returns the
+    schema version. `conn` must be in autocommit mode. Holds the migration lock
+    throughout, so a second replica waits, then finds nothing left to do."""
     await conn.execute("SELECT pg_advisory_lock(%s)", (POSTGRES_LOCK_ID,))
     try:
         await conn.execute(CREATE_SCHEMA_MIGRATIONS)
         cur = await conn.execute(SELECT_APPLIED)
         applied = {row[0] for row in await cur.fetchall()}
         for migration in load(POSTGRES):
+            if up_to is not None and migration.version > up_to:
+                break
             if migration.version not in applied:
                 await _apply_postgres(conn, migration)
     finally:

@@ -27,7 +27,7 @@ Params = dict[str, Any]
 Row = tuple[Any, ...]
 
 # The counts select_stats adds after the state columns, in order.
-STATE_COUNT_KEYS: Final = ("delivered", "failed", "exhausted", "pending", "held")
+STATE_COUNT_KEYS: Final = ("delivered", "failed", "exhausted", "pending", "held", "expired")
 STATE_COLUMNS: Final = 12
 DELIVERY_COLUMNS: Final = 13
 CLAIMED_COLUMNS: Final = 10

@@ -286,7 +286,10 @@ def operations(portal: Portal) -> list[Operation]:
         return replay_page(current, endpoint, sent, replayed=result.replayed)
 
     listing = (
-        Param("status", "pending, failed, delivered, exhausted, held or cancelled; repeat"),
+        Param(
+            "status",
+            "pending, failed, delivered, exhausted, held, cancelled or expired; repeat",
+        ),
         Param("cursor", "`next` of the previous page (the Older link)"),
     )
     refusals = (401, 403, 404)

@@ -46,6 +46,18 @@ UPDATE deliveries
 SET status = 'pending', next_attempt_at = :now, updated_at = :now
 WHERE namespace = :namespace AND endpoint = :endpoint AND status = 'held';
 
+-- name: held_endpoints
+-- Endpoints with held deliveries, from the deliveries_held index: what expiry looks at.
+SELECT DISTINCT namespace, endpoint FROM deliveries WHERE status = 'held';
+
+-- name: expire_held
+-- Held deliveries created before :before give up waiting. Only 'held' rows change, so
+-- replicas sweeping at once, or a release racing this, each change a row at most once.
+UPDATE deliveries
+SET status = 'expired', next_attempt_at = NULL, updated_at = :now
+WHERE namespace = :namespace AND endpoint = :endpoint AND status = 'held'
+  AND created_at < :before;
+
 -- name: cancel_endpoint
 UPDATE deliveries
 SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
@@ -158,7 +170,10 @@ SELECT s.namespace, s.endpoint, s.version, s.last_delivery_time, s.last_success_
        AND d.status IN ('pending', 'failed')) AS pending,
     (SELECT count(*) FROM deliveries AS d
      WHERE d.namespace = s.namespace AND d.endpoint = s.endpoint
-       AND d.status = 'held') AS held
+       AND d.status = 'held') AS held,
+    (SELECT count(*) FROM deliveries AS d
+     WHERE d.namespace = s.namespace AND d.endpoint = s.endpoint
+       AND d.status = 'expired' AND d.updated_at >= :since) AS expired
 FROM endpoint_states AS s
 WHERE s.version > :cursor
 ORDER BY s.version;
