@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from webhook_operator.api.v1alpha1 import GROUP
+from webhook_operator.kube_rest import KubeApiError, KubeRest
 
 log = logging.getLogger(__name__)
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 Clock = Callable[[], float]
 
@@ -119,9 +120,8 @@ class _Cache:
 def unavailable(exc: BaseException) -> bool:
     """Whether a failed call means Kubernetes could not answer (retry later), as opposed
     to a mistake of ours such as missing RBAC for the service itself."""
-    if isinstance(exc, ApiException):
-        status = int(exc.status or 0)
-        return status == 0 or status == 429 or status >= 500
+    if isinstance(exc, KubeApiError):
+        return exc.status == 429 or exc.status >= 500
     return isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
 
 
@@ -136,8 +136,8 @@ def _retry_after(exc: BaseException, default: int) -> int:
 
 def _describe(exc: BaseException) -> str:
     """What went wrong, for the caller: no addresses, which are the cluster's business."""
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    if isinstance(exc, KubeApiError):
+        return f"HTTP {exc.status} {exc.reason}".strip()
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     if isinstance(exc, OSError | aiohttp.ClientConnectionError):
@@ -148,7 +148,7 @@ def _describe(exc: BaseException) -> str:
 class Authorizer:
     def __init__(
         self,
-        api: client.ApiClient,
+        api: KubeRest,
         ttl: float = 30.0,
         *,
         policy: CachePolicy | None = None,
@@ -156,8 +156,6 @@ class Authorizer:
         timeout: float = REVIEW_TIMEOUT,
     ) -> None:
         self.api = api
-        self.authn: Any = client.AuthenticationV1Api(api)
-        self.authz: Any = client.AuthorizationV1Api(api)
         self.policy = policy or CachePolicy(ttl=ttl)
         self.clock = clock
         self.timeout = timeout
@@ -202,9 +200,9 @@ class Authorizer:
         ready: bool | None
         try:
             async with asyncio.timeout(self.timeout):
-                await self.api.call_api("/readyz", "GET", auth_settings=["BearerToken"])
+                await self.api.get("/readyz")
             ready = True
-        except ApiException as exc:
+        except KubeApiError as exc:
             ready = None if exc.status in (401, 403, 404) else False
         except Exception as exc:
             if not unavailable(exc):
@@ -241,28 +239,28 @@ class Authorizer:
             raise Unauthenticated(cached)
         review = await self._ask(
             "the token",
-            lambda: self.authn.create_token_review(
+            lambda: self.api.post(
+                TOKEN_REVIEWS,
                 {
                     "apiVersion": "authentication.k8s.io/v1",
                     "kind": "TokenReview",
                     "spec": {"token": token},
-                }
+                },
             ),
         )
-        status = review.status
-        if not status or not status.authenticated:
-            reason = "the token is not valid" + (
-                f": {status.error}" if status and status.error else ""
-            )
+        status = review.get("status") or {}
+        if not status.get("authenticated"):
+            error = status.get("error")
+            reason = "the token is not valid" + (f": {error}" if error else "")
             ttl = await self._refusal_ttl("whether the token is valid", evaluation_error=False)
             self._tokens.put(digest, reason, ttl)
             raise Unauthenticated(reason)
-        user = status.user
+        user = status.get("user") or {}
         caller = Caller(
-            username=user.username or "",
-            groups=tuple(user.groups or ()),
-            uid=user.uid or "",
-            extra=tuple(sorted((k, tuple(v)) for k, v in (user.extra or {}).items())),
+            username=user.get("username") or "",
+            groups=tuple(user.get("groups") or ()),
+            uid=user.get("uid") or "",
+            extra=tuple(sorted((k, tuple(v)) for k, v in (user.get("extra") or {}).items())),
         )
         self._tokens.put(digest, caller, self.policy.ttl)
         return caller
@@ -286,7 +284,8 @@ class Authorizer:
             attributes["name"] = name
         review = await self._ask(
             "the permission",
-            lambda: self.authz.create_subject_access_review(
+            lambda: self.api.post(
+                ACCESS_REVIEWS,
                 {
                     "apiVersion": "authorization.k8s.io/v1",
                     "kind": "SubjectAccessReview",
@@ -297,16 +296,16 @@ class Authorizer:
                         "extra": {k: list(v) for k, v in caller.extra},
                         "resourceAttributes": attributes,
                     },
-                }
+                },
             ),
         )
-        status = review.status
-        if status and status.allowed:
+        status = review.get("status") or {}
+        if status.get("allowed"):
             self._decisions.put(key, True, self.policy.ttl)
             return True
-        evaluation_error = bool(status and status.evaluation_error)
+        evaluation_error = bool(status.get("evaluationError"))
         if evaluation_error:
-            log.info("SubjectAccessReview evaluation error: %s", status.evaluation_error)
+            log.info("SubjectAccessReview evaluation error: %s", status["evaluationError"])
         ttl = await self._refusal_ttl(f"whether {caller.username} may {verb}", evaluation_error)
         self._decisions.put(key, False, ttl)
         return False

@@ -16,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
+from webhook_operator.kube_rest import KubeApiError, KubeRest
 
 log = logging.getLogger(__name__)
 
@@ -51,32 +49,23 @@ class Informer:
     def __init__(
         self,
         name: str,
-        api: ApiClient,
-        list_fn: Callable[..., Awaitable[Any]],
+        rest: KubeRest,
+        path: str,
         on_event: OnEvent,
-        **list_kwargs: Any,
+        params: dict[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.api = api
-        self.list_fn = list_fn
+        self.rest = rest
+        self.path = path
         self.on_event = on_event
-        self.list_kwargs = list_kwargs
+        self.params = params or {}
         self.known: dict[Key, str] = {}  # key -> resourceVersion
         self.synced = asyncio.Event()
 
-    def _as_dict(self, obj: Any) -> dict[str, Any]:
-        if isinstance(obj, dict):
-            return obj
-        result: dict[str, Any] = self.api.sanitize_for_serialization(obj)
-        return result
-
     async def _list(self) -> str:
-        listed = await self.list_fn(_request_timeout=LIST_TIMEOUT, **self.list_kwargs)
-        result = self._as_dict(listed)
-        items = [self._as_dict(i) for i in result.get("items") or []]
+        result = await self.rest.get(self.path, self.params, limits=LIST_TIMEOUT)
         seen = set()
-        for item in items:
-            # List items carry no kind; the watch's objects do. Keep them alike.
+        for item in result.get("items") or []:
             key = key_of(item)
             seen.add(key)
             item_version = (item.get("metadata") or {}).get("resourceVersion", "")
@@ -88,19 +77,34 @@ class Informer:
             self.on_event("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
         return str((result.get("metadata") or {}).get("resourceVersion", ""))
 
-    def _handle(self, kind: str, obj: dict[str, Any]) -> None:
+    def _handle(self, kind: str, obj: dict[str, Any]) -> str | None:
+        """The resourceVersion to resume from after this event."""
+        version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind == "BOOKMARK":
-            return
+            return str(version) if version else None
         key = key_of(obj)
         if kind == "DELETED":
             self.known.pop(key, None)
         else:
-            self.known[key] = (obj.get("metadata") or {}).get("resourceVersion", "")
+            self.known[key] = version or ""
         self.on_event(kind, obj)
+        return str(version) if version else None
 
     async def _pause(self, backoff: float) -> float:
         await asyncio.sleep(backoff_delay(backoff, random.random()))
         return min(backoff * 2, BACKOFF_MAX)
+
+    async def _watch(self, version: str) -> str:
+        """Watch from `version` until the server ends the watch; the version reached."""
+        params = {
+            **self.params,
+            "resourceVersion": version,
+            "timeoutSeconds": str(WATCH_TIMEOUT_SECONDS),
+            "allowWatchBookmarks": "true",
+        }
+        async for kind, obj in self.rest.watch(self.path, params):
+            version = self._handle(kind, obj) or version
+        return version
 
     async def run(self) -> None:
         backoff = BACKOFF_FIRST
@@ -110,20 +114,10 @@ class Informer:
                 self.synced.set()
                 backoff = BACKOFF_FIRST
                 while True:
-                    w = watch.Watch()
-                    async with w.stream(
-                        self.list_fn,
-                        resource_version=version,
-                        timeout_seconds=WATCH_TIMEOUT_SECONDS,
-                        allow_watch_bookmarks=True,
-                        **self.list_kwargs,
-                    ) as stream:
-                        async for event in stream:
-                            self._handle(str(event["type"]), event["raw_object"])
-                    version = w.resource_version or version
+                    version = await self._watch(version)
             except asyncio.CancelledError:
                 raise
-            except ApiException as exc:
+            except KubeApiError as exc:
                 if exc.status != 410:
                     log.warning("watch %s: %s", self.name, exc)
                     backoff = await self._pause(backoff)
@@ -132,16 +126,12 @@ class Informer:
                 backoff = await self._pause(backoff)
 
 
-def of_custom_objects(api: ApiClient, plural: str, on_event: OnEvent) -> Informer:
+def of_custom_objects(rest: KubeRest, plural: str, on_event: OnEvent) -> Informer:
     """An informer over one of our kinds (webhookapps, webhookendpoints) in every
     namespace."""
-    custom: Any = client.CustomObjectsApi(api)
-    return Informer(
-        plural,
-        api,
-        custom.list_cluster_custom_object,
-        on_event,
-        group=GROUP,
-        version=VERSION,
-        plural=plural,
-    )
+    return Informer(plural, rest, f"/apis/{GROUP}/{VERSION}/{plural}", on_event)
+
+
+def of_secrets(rest: KubeRest, label_selector: str, on_event: OnEvent) -> Informer:
+    """An informer over the Secrets of every namespace that carry these labels."""
+    return Informer("secrets", rest, "/api/v1/secrets", on_event, {"labelSelector": label_selector})

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
-from kubernetes_asyncio.client.exceptions import ApiException
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from webhook_operator.kube_auth import (
+    ACCESS_REVIEWS,
+    TOKEN_REVIEWS,
     AuthorizationUnavailable,
     Authorizer,
     CachePolicy,
     Forbidden,
     Unauthenticated,
 )
+from webhook_operator.kube_rest import KubeApiError
 
 TOKEN = "Bearer sa-token"
 USER = "system:serviceaccount:shop:billing"
@@ -37,10 +37,8 @@ class Clock:
         return self.now
 
 
-def api_error(status: int, headers: dict[str, str] | None = None) -> ApiException:
-    exc = ApiException(status=status, reason="Service Unavailable")
-    exc.headers = CIMultiDictProxy(CIMultiDict(headers or {}))  # as aiohttp gives them
-    return exc
+def api_error(status: int, headers: dict[str, str] | None = None) -> KubeApiError:
+    return KubeApiError(status, "Service Unavailable", "", headers)
 
 
 class FakeApiserver:
@@ -62,24 +60,24 @@ class FakeApiserver:
             await asyncio.sleep(3600)
         return value
 
-    async def create_token_review(self, body: dict[str, Any]) -> Any:
-        ok = await self._answer("token", self.authenticated)
-        user = SimpleNamespace(username=USER, groups=["system:serviceaccounts"], uid="u1", extra={})
-        return SimpleNamespace(
-            status=SimpleNamespace(authenticated=ok, user=user if ok else None, error=None)
-        )
-
-    async def create_subject_access_review(self, body: dict[str, Any]) -> Any:
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        if path == TOKEN_REVIEWS:
+            ok = await self._answer("token", self.authenticated)
+            user = {"username": USER, "groups": ["system:serviceaccounts"], "uid": "u1"}
+            return {"status": {"authenticated": ok, **({"user": user} if ok else {})}}
+        assert path == ACCESS_REVIEWS
         ok = await self._answer("access", self.allowed)
-        return SimpleNamespace(
-            status=SimpleNamespace(allowed=ok, evaluation_error=self.evaluation_error or None)
-        )
+        status = {"allowed": ok}
+        if self.evaluation_error:
+            status["evaluationError"] = self.evaluation_error
+        return {"status": status}
 
-    async def call_api(self, path: str, method: str, **_: Any) -> None:
-        assert (path, method) == ("/readyz", "GET")
+    async def get(self, path: str) -> str:
+        assert path == "/readyz"
         ready = await self._answer("readyz", self.ready)
         if not ready:
             raise api_error(500)
+        return "ok"
 
 
 Make = Callable[..., tuple[Authorizer, FakeApiserver, Clock]]
@@ -90,7 +88,6 @@ def make() -> Make:
     def build(**kwargs: Any) -> tuple[Authorizer, FakeApiserver, Clock]:
         server, clock = FakeApiserver(), Clock()
         auth = Authorizer(server, clock=clock, **kwargs)  # type: ignore[arg-type]
-        auth.authn = auth.authz = server
         return auth, server, clock
 
     return build
@@ -164,7 +161,7 @@ def test_our_own_missing_rbac_is_not_a_503(make: Make) -> None:
     surfaces (as a 500 with the log saying why), not as 'retry later' forever."""
     auth, server, _ = make()
     server.authenticated = api_error(403)
-    with pytest.raises(ApiException):
+    with pytest.raises(KubeApiError):
         emit(auth)
 
 

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubernetes_asyncio import client
 
 from webhook_operator.delivery.api import Routes
+from webhook_operator.kube_rest import KubeRest, static
 from webhook_operator.portal import server
 from webhook_operator.portal.settings import PortalSettings
 
@@ -35,11 +36,13 @@ def delivery_app() -> web.Application:
 @asynccontextmanager
 async def portal_app() -> AsyncIterator[web.Application]:
     api = client.ApiClient(client.Configuration())
-    portal = server.build(PortalSettings(delivery_url="http://127.0.0.1:9"), api)
+    rest = KubeRest(static("http://127.0.0.1:9"))
+    portal = server.build(PortalSettings(delivery_url="http://127.0.0.1:9"), api, rest)
     try:
         yield server.Server(portal).app()
     finally:
         await portal.delivery.close()
+        await rest.close()
         await api.close()
 
 

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
-from kubernetes_asyncio import client
 
 from webhook_operator.api.names import K8S_MANAGED_BY, MANAGER
 from webhook_operator.delivery import ingest
@@ -29,8 +29,8 @@ from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import AppConfig, EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender
 from webhook_operator.kube_auth import Authorizer
-from webhook_operator.kube_client import connect
-from webhook_operator.kube_informer import Informer, of_custom_objects
+from webhook_operator.kube_informer import Informer, of_custom_objects, of_secrets
+from webhook_operator.kube_rest import KubeApiError, KubeRest, connect
 from webhook_operator.store.base import DeliveryStatus, Store
 from webhook_operator.store.factory import open_store
 from webhook_operator.url_policy import AddressPolicy
@@ -71,7 +71,7 @@ class ServiceSettings:
 
 
 class Service:
-    def __init__(self, settings: ServiceSettings, store: Store, api: client.ApiClient) -> None:
+    def __init__(self, settings: ServiceSettings, store: Store, api: KubeRest) -> None:
         self.settings = settings
         self.store = store
         self.api = api
@@ -161,19 +161,20 @@ class Service:
     # -- background loops ------------------------------------------------------------------
 
     async def _refresh_user_secrets(self) -> None:
-        core: Any = client.CoreV1Api(self.api)
         while True:
             for namespace, name in sorted(self.registry.user_secrets()):
                 try:
-                    secret = await core.read_namespaced_secret(name, namespace)
-                    self.registry.on_secret("MODIFIED", self.api.sanitize_for_serialization(secret))
-                except client.exceptions.ApiException as exc:
+                    secret = await self.api.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+                    self.registry.on_secret("MODIFIED", secret)
+                except KubeApiError as exc:
                     if exc.status == 404:
                         self.registry.on_secret(
                             "DELETED", {"metadata": {"namespace": namespace, "name": name}}
                         )
                     else:
                         log.warning("reading Secret %s/%s: %s", namespace, name, exc)
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    log.warning("reading Secret %s/%s: %r", namespace, name, exc)
             self._user_secrets_wanted.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -226,17 +227,10 @@ class Service:
         return all(i.synced.is_set() for i in self.informers)
 
     def _informers(self) -> list[Informer]:
-        core: Any = client.CoreV1Api(self.api)
         return [
             of_custom_objects(self.api, "webhookapps", self.registry.on_app),
             of_custom_objects(self.api, "webhookendpoints", self.registry.on_endpoint),
-            Informer(
-                "secrets",
-                self.api,
-                core.list_secret_for_all_namespaces,
-                self.registry.on_secret,
-                label_selector=GENERATED_SECRETS,
-            ),
+            of_secrets(self.api, GENERATED_SECRETS, self.registry.on_secret),
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -298,7 +292,7 @@ def _bound_port(runner: web.AppRunner) -> int | None:
 async def serve(settings: ServiceSettings) -> None:
     import signal
 
-    api = await connect(settings.kubeconfig)
+    api = connect(settings.kubeconfig)
     store = open_store(settings.store_url)
     await store.open()
     stop = asyncio.Event()

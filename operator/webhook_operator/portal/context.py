@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from kubernetes_asyncio import client
 
 from webhook_operator.kube_auth import Authorizer
+from webhook_operator.kube_rest import KubeRest
 from webhook_operator.portal.delivery_client import DeliveryClient
 from webhook_operator.portal.directory import Directory
 from webhook_operator.portal.settings import PortalSettings
@@ -21,6 +22,7 @@ from webhook_operator.url_policy import AddressPolicy
 class Portal:
     settings: PortalSettings
     api: client.ApiClient
+    rest: KubeRest
     directory: Directory
     keys: TicketKeys
     authorizer: Authorizer

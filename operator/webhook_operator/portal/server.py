@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from webhook_operator import __version__
+from webhook_operator import __version__, kube_rest
 from webhook_operator.api.delivery_wire import Probe
 from webhook_operator.http_api import openapi
 from webhook_operator.http_api.errors import error_response, middleware
@@ -20,6 +20,7 @@ from webhook_operator.http_api.wire import respond
 from webhook_operator.kube_auth import Authorizer
 from webhook_operator.kube_client import connect
 from webhook_operator.kube_informer import of_custom_objects
+from webhook_operator.kube_rest import KubeRest
 from webhook_operator.portal import deliveries_api, endpoints_api, overview_api, tickets_api
 from webhook_operator.portal.context import Portal
 from webhook_operator.portal.delivery_client import DeliveryClient
@@ -39,15 +40,16 @@ DESCRIPTION = (
 )
 
 
-def build(settings: PortalSettings, api: client.ApiClient) -> Portal:
+def build(settings: PortalSettings, api: client.ApiClient, rest: KubeRest) -> Portal:
     directory = Directory()
     keys = TicketKeys(api, settings.key_namespace, settings.key_secret)
     return Portal(
         settings=settings,
         api=api,
+        rest=rest,
         directory=directory,
         keys=keys,
-        authorizer=Authorizer(api),
+        authorizer=Authorizer(rest),
         delivery=DeliveryClient(settings.delivery_url, api),
         tenant=TenantAuth(keys, directory, RequestBudget(settings.ticket_rate)),
         addresses=AddressPolicy.from_strings(settings.allow_cidrs),
@@ -68,8 +70,8 @@ class Server:
     def __init__(self, portal: Portal) -> None:
         self.portal = portal
         self.informers = [
-            of_custom_objects(portal.api, "webhookapps", portal.directory.on_app),
-            of_custom_objects(portal.api, "webhookendpoints", portal.directory.on_endpoint),
+            of_custom_objects(portal.rest, "webhookapps", portal.directory.on_app),
+            of_custom_objects(portal.rest, "webhookendpoints", portal.directory.on_endpoint),
         ]
 
     def ready(self) -> bool:
@@ -162,11 +164,15 @@ class Server:
 
 async def serve(settings: PortalSettings) -> None:
     api = await connect(settings.kubeconfig)
+    # Reviews and watches through the small client (as the delivery service); writes of
+    # endpoints and Secrets through the generated one.
+    rest = kube_rest.connect(settings.kubeconfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await Server(build(settings, api)).run(stop)
+        await Server(build(settings, api, rest)).run(stop)
     finally:
+        await rest.close()
         await api.close()
