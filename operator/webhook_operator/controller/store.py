@@ -36,10 +36,20 @@ def endpoint_app(obj: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def endpoint_secret_ref(obj: dict[str, Any]) -> str | None:
-    ref = obj.get("spec", {}).get("secretRef") or {}
-    name = ref.get("name")
-    return name if isinstance(name, str) else None
+def endpoint_secret_refs(obj: dict[str, Any]) -> set[str]:
+    """Every Secret of the user's the endpoint names: secretRef, headersFrom and tls."""
+    spec = obj.get("spec") or {}
+    refs: list[Any] = [spec.get("secretRef")]
+    refs += [h.get("secretKeyRef") for h in spec.get("headersFrom") or () if isinstance(h, dict)]
+    tls = spec.get("tls") or {}
+    if isinstance(tls, dict):
+        refs += [tls.get("caSecretRef"), tls.get("clientCertSecretRef")]
+    names = set()
+    for ref in refs:
+        name = ref.get("name") if isinstance(ref, dict) else None
+        if isinstance(name, str):
+            names.add(name)
+    return names
 
 
 @dataclass
@@ -61,8 +71,7 @@ class Store:
         app = endpoint_app(obj)
         if app:
             self._by_app[(ns, app)].add(name)
-        secret = endpoint_secret_ref(obj)
-        if secret:
+        for secret in endpoint_secret_refs(obj):
             self._by_secret[(ns, secret)].add(name)
         return old
 
@@ -75,11 +84,12 @@ class Store:
         if old is None:
             return
         ns, name = key
-        for index, ref in (
-            (self._by_app, endpoint_app(old)),
-            (self._by_secret, endpoint_secret_ref(old)),
-        ):
-            if ref and (ns, ref) in index:
+        app = endpoint_app(old)
+        for index, ref in [
+            *([(self._by_app, app)] if app else []),
+            *((self._by_secret, secret) for secret in endpoint_secret_refs(old)),
+        ]:
+            if (ns, ref) in index:
                 index[(ns, ref)].discard(name)
                 if not index[(ns, ref)]:
                     del index[(ns, ref)]

@@ -167,7 +167,7 @@ class Service:
                 self._spawn(self.store.cancel_endpoint(old.namespace, old.name, time.time()))
             return
         key = (new.namespace, new.name)
-        if not new.generated_secret:
+        if new.referenced_secrets() - (old.referenced_secrets() if old else set()):
             self._user_secrets_wanted.set()
         # A new `enable` value is checked against the store, whatever this replica's copy
         # says (another replica may have disabled the endpoint a moment ago); one seen in
