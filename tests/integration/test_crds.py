@@ -311,3 +311,20 @@ def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
         cluster.kubectl("get", "webhookendpoint", "ep", "-n", namespace, "-o", "json").stdout
     )
     assert "status" not in got or got["status"].get("health") != "Healthy"
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("operationalFailingAfter: 0", "spec.operationalFailingAfter: Invalid value: 0"),
+        ("operationalFailingAfter: 1001", "spec.operationalFailingAfter: Invalid value: 1001"),
+        ('operationalEndpointRef: {name: ""}', "spec.operationalEndpointRef.name"),
+    ],
+)
+def test_bad_operational_settings_are_rejected(
+    cluster: Cluster, namespace: str, field: str, message: str
+) -> None:
+    bad = APP.replace("spec:\n", f"spec:\n  {field}\n", 1)
+    result = apply(cluster, namespace, bad, check=False)
+    assert result.returncode != 0, field
+    assert message in result.stderr
