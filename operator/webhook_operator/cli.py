@@ -3,16 +3,19 @@ and the local tooling grow here as subcommands."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from webhook_operator import __version__, crdgen
+if TYPE_CHECKING:
+    from rich.console import Console
+
+from webhook_operator import __version__
 
 # The local-tooling modules (devcluster) are imported inside their commands: the operator
 # and the delivery service start through this module too, and should not carry the
@@ -29,11 +32,19 @@ cluster_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(cluster_app, name="cluster")
-console = Console(stderr=True, highlight=False)
+
+
+@functools.cache
+def _console(stderr: bool = True) -> Console:
+    # rich (about 40 modules) only for the commands that print: the long-running
+    # services never load it.
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
 
 
 def _progress(message: str) -> None:
-    console.print(f"[dim]…[/dim] {message}")
+    _console().print(f"[dim]…[/dim] {message}")
 
 
 @app.command()
@@ -52,16 +63,18 @@ def crds(
     ] = None,
 ) -> None:
     """Print (or write) the CustomResourceDefinitions generated from the API models."""
+    from webhook_operator import crdgen
+
     if output_dir is None:
         print("---\n".join(crdgen.rendered_files().values()), end="")
         return
     for path in crdgen.write(output_dir):
-        console.print(f"wrote {path}")
+        _console().print(f"wrote {path}")
     if reference is not None:
         from webhook_operator import crdreference
 
         reference.write_text(crdreference.render())
-        console.print(f"wrote {reference}")
+        _console().print(f"wrote {reference}")
 
 
 @app.command()
@@ -340,7 +353,7 @@ def dev() -> None:
     from webhook_operator.devcluster import cluster as cluster_mod
     from webhook_operator.devcluster import playground
 
-    console = Console(highlight=False)
+    console = _console(stderr=False)
     try:
         code = playground.main(console)
     except (bins.BinaryError, cluster_mod.ClusterStartError, RuntimeError, TimeoutError) as exc:
@@ -361,14 +374,14 @@ def cluster_build(
 
     try:
         found = bins.resolve(_progress)
-        console.print(f"control plane: {found.origin}")
-        console.print(f"kubectl: {bins.kubectl_binary()}")
+        _console().print(f"control plane: {found.origin}")
+        _console().print(f"kubectl: {bins.kubectl_binary()}")
         if helm:
-            console.print(f"helm: {bins.helm_binary(_progress)}")
+            _console().print(f"helm: {bins.helm_binary(_progress)}")
         if promtool:
-            console.print(f"promtool: {bins.promtool_binary(_progress)}")
+            _console().print(f"promtool: {bins.promtool_binary(_progress)}")
     except bins.BinaryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 
 
@@ -392,7 +405,7 @@ def cluster_up(
     try:
         found = bins.resolve(_progress)
     except bins.BinaryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     local = cluster_mod.LocalCluster(workdir=workdir, binaries=found)
     _progress("starting etcd, kube-apiserver and kube-controller-manager")
@@ -401,19 +414,19 @@ def cluster_up(
         install.install_crds(info.kubeconfig)
     except (cluster_mod.ClusterStartError, TimeoutError) as exc:
         local.stop()
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    console.print(f"[green]ready[/green]: {info.server}, CRDs installed")
-    console.print(f"  export KUBECONFIG={info.kubeconfig}")
-    console.print("  kubectl get webhooks -A")
-    console.print(f"  logs in {workdir / 'logs'}; Ctrl-C stops the cluster")
+    _console().print(f"[green]ready[/green]: {info.server}, CRDs installed")
+    _console().print(f"  export KUBECONFIG={info.kubeconfig}")
+    _console().print("  kubectl get webhooks -A")
+    _console().print(f"  logs in {workdir / 'logs'}; Ctrl-C stops the cluster")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(1.0):
         dead = local.dead_children()
         if dead:
-            console.print(f"[red]error:[/red] {', '.join(dead)} exited; see {workdir / 'logs'}")
+            _console().print(f"[red]error:[/red] {', '.join(dead)} exited; see {workdir / 'logs'}")
             break
     _progress("stopping")
     local.stop()

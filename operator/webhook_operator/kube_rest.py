@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from multidict import CIMultiDict
 
 from webhook_operator.timestamps import parse_ts
@@ -224,6 +223,8 @@ def from_kubeconfig(
     env = os.environ if environ is None else environ
     chosen = path or (env.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
     file = Path(chosen) if chosen else Path.home() / ".kube" / "config"
+    import yaml  # only here: in a Pod there is no kubeconfig to read
+
     try:
         config = yaml.safe_load(file.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:

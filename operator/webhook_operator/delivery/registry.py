@@ -12,11 +12,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from jsonschema import Draft202012Validator
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
 from pydantic import ValidationError
 
 from webhook_operator import rotation
@@ -32,6 +29,9 @@ from webhook_operator.secret_refs import header_value, previous_key, secret_byte
 from webhook_operator.signing import InvalidSecret, decode_secret
 from webhook_operator.timestamps import parse_ts
 from webhook_operator.tls_context import client_context, material_from_secrets
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,10 @@ class Listener(Protocol):
 def _compile(schema: dict[str, Any] | None) -> Validator | None:
     if schema is None:
         return None
+    # jsonschema (about 3 MB resident) is loaded with the first schema a catalog declares.
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import validator_for
+
     cls = validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
