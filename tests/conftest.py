@@ -83,6 +83,11 @@ def operator(
         tmp_path_factory.mktemp("operator"),
         f"op-{secrets.token_hex(3)}",
         f"--delivery-url={delivery_service.url}",
+        # A leader that cannot renew gives up (and exits, for its Deployment to restart
+        # it). The harness's 4 s lease is for the failover tests; with it, a loop starved
+        # for 2.7 s on a busy machine ended the session's only operator, and every later
+        # test waited for a Ready that never came.
+        "--lease-duration=15",
     ).start()
     yield proc
     proc.stop()
