@@ -63,6 +63,9 @@ class ControlPlaneBinaries:
     kube_apiserver: tuple[str, ...]
     controller_manager: tuple[str, ...] | None
     origin: str
+    # The built controlplane binary, whose kubelet and kube-scheduler subcommands make the
+    # opt-in node; None for envtest assets, which have neither.
+    controlplane: str | None = None
 
 
 def cache_dir() -> Path:
@@ -254,4 +257,5 @@ def resolve(progress: Progress | None = None) -> ControlPlaneBinaries:
         kube_apiserver=(binary, "kube-apiserver"),
         controller_manager=(binary, "kube-controller-manager"),
         origin=binary,
+        controlplane=binary,
     )
