@@ -372,6 +372,21 @@ def cluster_build(
         raise typer.Exit(1) from exc
 
 
+@cluster_app.command("image")
+def cluster_image() -> None:
+    """Build the image from the Dockerfile (cached by source hash) as a docker-archive."""
+    from webhook_operator.devcluster import binaries as bins
+    from webhook_operator.devcluster import images
+
+    try:
+        archive = images.build_image(_progress)
+    except bins.BinaryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"image: {images.IMAGE_REPOSITORY}:{images.image_tag()}")
+    console.print(f"archive: {archive}")
+
+
 @cluster_app.command("start", help="Same as `cluster up`.")
 @cluster_app.command("up")
 def cluster_up(

@@ -6,7 +6,12 @@ have all three; this renderer stands in for them and changes nothing else of the
 Every Deployment's Pods get `hostNetwork: true`, KUBERNETES_SERVICE_HOST/PORT of the test
 apiserver (the kubelet would set the kubernetes Service's ClusterIP, unrouted here), the
 delivery URL on 127.0.0.1, and free ports bound to 127.0.0.1 instead of 0.0.0.0:80xx, so
-two runs on one machine (or a developer's own server) never collide.
+two runs on one machine (or a developer's own server) never collide. On the host network two
+Pods of one Deployment cannot both bind their ports on the one node, so a rolling update
+(new Pod Ready before the old one goes) could never finish: Deployments are Recreate here.
+The host network is outside every Pod Security level but "privileged", so a Namespace that
+enforces one (manifests/ enforces "restricted") enforces "privileged" here; the Pods' own
+restricted security context is unchanged, and the dry-run tests check it against the level.
 
 Reads the rendered stream on stdin, the plan from NODE_TEST_PLAN (JSON: apiserver_port,
 ports: {component: {port name: number}}), writes the stream on stdout.
@@ -38,11 +43,17 @@ def rewrite_arg(arg: str, ports: dict[str, int], delivery_port: int) -> str:
 
 
 def rewrite(doc: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    if doc.get("kind") == "Namespace":
+        labels = doc["metadata"].get("labels", {})
+        if "pod-security.kubernetes.io/enforce" in labels:
+            labels["pod-security.kubernetes.io/enforce"] = "privileged"
+        return doc
     if doc.get("kind") != "Deployment":
         return doc
     component = doc["metadata"]["labels"][COMPONENT]
     ports: dict[str, int] = plan["ports"].get(component, {})
     delivery_port: int = plan["ports"]["delivery"]["http"]
+    doc["spec"]["strategy"] = {"type": "Recreate"}
     spec = doc["spec"]["template"]["spec"]
     spec["hostNetwork"] = True
     spec["dnsPolicy"] = "ClusterFirstWithHostNet"
