@@ -210,6 +210,12 @@ def build_image(progress: Progress | None = None, root: Path | None = None) -> P
             push = [*engine, "save", "-o", str(partial), name]
         _run_build(push, root, env, "the image archive")
         partial.rename(target)
+        # The archive is what is used from now on: the engine's copy (a full copy per
+        # layer with vfs) and the archives of older sources would only fill the disk.
+        subprocess.run([*engine, "rmi", name], env=env, capture_output=True)
+        for old in cache_dir().glob("image-dev-*"):
+            if old != target.parent:
+                shutil.rmtree(old, ignore_errors=True)
     return target
 
 
