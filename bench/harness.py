@@ -39,6 +39,7 @@ class Setup:
     ingest_urls: list[str]  # one per delivery-service process
     delivery_pids: list[int]
     metrics_url: str  # /metrics of the first delivery-service process
+    store_url: str  # the store the delivery processes share (per-stage times are read there)
 
 
 def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> None:
@@ -198,6 +199,7 @@ def running(
             ingest_urls=urls,
             delivery_pids=[d.pid for d in deliveries],
             metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            store_url=store,
         )
     finally:
         for proc in procs:

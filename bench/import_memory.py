@@ -1,7 +1,9 @@
 """Where the delivery service's resident memory at rest comes from: the modules it imports,
 one at a time in a fresh interpreter, with the resident size each adds (a module's
 dependencies count where they are first imported, so the order is the service's own:
-the event loop, the HTTP server, the store drivers, the Kubernetes clients, the service).
+the event loop, the HTTP server, the models, the Kubernetes client, the service). What
+the service does not import (the generated Kubernetes clients, psycopg on SQLite, rich,
+jsonschema until a catalog declares a schema) tests/unit/test_import_footprint.py keeps out.
 
     .venv/bin/python -m bench.import_memory
 
@@ -19,18 +21,13 @@ MODULES = (
     "uvloop",
     "aiohttp",
     "aiohttp.web",
-    "httpx",
     "pydantic",
     "orjson",
-    "psycopg",
-    "psycopg_pool",
     "prometheus_client",
-    "kubernetes_asyncio",
-    "kubernetes_asyncio.client",
-    "kubernetes",
-    "kubernetes.client",
-    "jsonschema",
     "typer",
+    "webhook_operator.api.v1alpha1",
+    "webhook_operator.api.delivery_wire",
+    "webhook_operator.kube_rest",
     "webhook_operator.delivery.service",
     "webhook_operator.cli",
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -264,18 +265,32 @@ class Receiver:
     told otherwise per path: `respond(path, (status, headers, delay_seconds), ...)` queues
     answers that are used in order, the last one repeating."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.plans: dict[str, list[tuple[int, dict[str, str], float]]] = {}
+        self.tls_failures: list[str] = []  # handshakes that failed, with OpenSSL's reason
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                if isinstance(self.request, ssl.SSLSocket):
+                    try:
+                        self.request.do_handshake()
+                    except (ssl.SSLError, OSError) as exc:
+                        with receiver.lock:
+                            receiver.tls_failures.append(str(exc))
+                        raise
+                super().setup()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                peer_cert = None
+                if isinstance(self.connection, ssl.SSLSocket):
+                    peer_cert = self.connection.getpeercert()
                 with receiver.lock:
                     receiver.requests.append(
                         {
@@ -283,6 +298,7 @@ class Receiver:
                             "headers": dict(self.headers.items()),
                             "body": body,
                             "at": time.time(),
+                            "peer_cert": peer_cert,
                         }
                     )
                     plan = receiver.plans.get(self.path) or [(204, {}, 0.0)]
@@ -306,7 +322,17 @@ class Receiver:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if ssl_context is not None:
+            # The handshake happens in each request's thread, so a client that fails it
+            # (no client certificate, an untrusted server) holds up nobody else.
+            self.httpd.socket = ssl_context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+            scheme = "https"
+            # A refused handshake is recorded in tls_failures, not printed as a traceback.
+            self.httpd.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+        self.base = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:

@@ -3,16 +3,19 @@ and the local tooling grow here as subcommands."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from webhook_operator import __version__, crdgen
+if TYPE_CHECKING:
+    from rich.console import Console
+
+from webhook_operator import __version__
 
 # The local-tooling modules (devcluster) are imported inside their commands: the operator
 # and the delivery service start through this module too, and should not carry the
@@ -29,11 +32,30 @@ cluster_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(cluster_app, name="cluster")
-console = Console(stderr=True, highlight=False)
+
+
+def hide_generated_clients() -> None:
+    """kopf imports both generated Kubernetes clients when they are installed (about 46 MB
+    resident together) only to recognise their model objects, which the operator never
+    hands it: its calls go through webhook_operator.kube_rest. Marked absent before kopf is
+    first imported, they are taken for not installed. Only in the operator's process."""
+    import sys
+
+    for name in ("kubernetes", "kubernetes_asyncio"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _console(stderr: bool = True) -> Console:
+    # rich (about 40 modules) only for the commands that print: the long-running
+    # services never load it.
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
 
 
 def _progress(message: str) -> None:
-    console.print(f"[dim]…[/dim] {message}")
+    _console().print(f"[dim]…[/dim] {message}")
 
 
 @app.command()
@@ -52,16 +74,18 @@ def crds(
     ] = None,
 ) -> None:
     """Print (or write) the CustomResourceDefinitions generated from the API models."""
+    from webhook_operator import crdgen
+
     if output_dir is None:
         print("---\n".join(crdgen.rendered_files().values()), end="")
         return
     for path in crdgen.write(output_dir):
-        console.print(f"wrote {path}")
+        _console().print(f"wrote {path}")
     if reference is not None:
         from webhook_operator import crdreference
 
         reference.write_text(crdreference.render())
-        console.print(f"wrote {reference}")
+        _console().print(f"wrote {reference}")
 
 
 @app.command()
@@ -104,6 +128,7 @@ def controller(
     import asyncio
     import logging
 
+    hide_generated_clients()
     from webhook_operator.controller.runner import ControllerSettings, run
 
     logging.basicConfig(
@@ -340,7 +365,7 @@ def dev() -> None:
     from webhook_operator.devcluster import cluster as cluster_mod
     from webhook_operator.devcluster import playground
 
-    console = Console(highlight=False)
+    console = _console(stderr=False)
     try:
         code = playground.main(console)
     except (bins.BinaryError, cluster_mod.ClusterStartError, RuntimeError, TimeoutError) as exc:
@@ -361,14 +386,14 @@ def cluster_build(
 
     try:
         found = bins.resolve(_progress)
-        console.print(f"control plane: {found.origin}")
-        console.print(f"kubectl: {bins.kubectl_binary()}")
+        _console().print(f"control plane: {found.origin}")
+        _console().print(f"kubectl: {bins.kubectl_binary()}")
         if helm:
-            console.print(f"helm: {bins.helm_binary(_progress)}")
+            _console().print(f"helm: {bins.helm_binary(_progress)}")
         if promtool:
-            console.print(f"promtool: {bins.promtool_binary(_progress)}")
+            _console().print(f"promtool: {bins.promtool_binary(_progress)}")
     except bins.BinaryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 
 
@@ -381,10 +406,10 @@ def cluster_image() -> None:
     try:
         archive = images.build_image(_progress)
     except bins.BinaryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    console.print(f"image: {images.IMAGE_REPOSITORY}:{images.image_tag()}")
-    console.print(f"archive: {archive}")
+    _console().print(f"image: {images.IMAGE_REPOSITORY}:{images.image_tag()}")
+    _console().print(f"archive: {archive}")
 
 
 @cluster_app.command("start", help="Same as `cluster up`.")
@@ -417,7 +442,7 @@ def cluster_up(
     try:
         found = bins.resolve(_progress)
     except bins.BinaryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     local = cluster_mod.LocalCluster(workdir=workdir, binaries=found, node=node)
     image = ""
@@ -428,7 +453,7 @@ def cluster_up(
             archive = images.build_image(_progress)
             image = f"{images.IMAGE_REPOSITORY}:{images.image_tag()}"
         except bins.BinaryError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            _console().print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
     _progress("starting etcd, kube-apiserver and kube-controller-manager")
     try:
@@ -438,21 +463,21 @@ def cluster_up(
             local.runtime.import_image(archive)
     except (cluster_mod.ClusterStartError, TimeoutError, RuntimeError) as exc:
         local.stop()
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    console.print(f"[green]ready[/green]: {info.server}, CRDs installed")
-    console.print(f"  export KUBECONFIG={info.kubeconfig}")
-    console.print("  kubectl get webhooks -A")
+    _console().print(f"[green]ready[/green]: {info.server}, CRDs installed")
+    _console().print(f"  export KUBECONFIG={info.kubeconfig}")
+    _console().print("  kubectl get webhooks -A")
     if image:
-        console.print(f"  node 127.0.0.1 ready, image {image} loaded (imagePullPolicy: Never)")
-    console.print(f"  logs in {workdir / 'logs'}; Ctrl-C stops the cluster")
+        _console().print(f"  node 127.0.0.1 ready, image {image} loaded (imagePullPolicy: Never)")
+    _console().print(f"  logs in {workdir / 'logs'}; Ctrl-C stops the cluster")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(1.0):
         dead = local.dead_children()
         if dead:
-            console.print(f"[red]error:[/red] {', '.join(dead)} exited; see {workdir / 'logs'}")
+            _console().print(f"[red]error:[/red] {', '.join(dead)} exited; see {workdir / 'logs'}")
             break
     _progress("stopping")
     local.stop()

@@ -16,6 +16,8 @@ SECRET_READY = "SecretReady"
 CATALOG_VALID = "CatalogValid"
 # Only on an endpoint with spec.filter: whether the expression compiles.
 FILTER_VALID = "FilterValid"
+# Only on endpoints with headersFrom or tls: the Secrets their requests carry.
+REQUEST_SECRETS_READY = "RequestSecretsReady"
 
 # Reasons. One CamelCase word each, as `kubectl get -o wide` and alerts show them.
 RECONCILED = "Reconciled"
@@ -27,6 +29,8 @@ SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_KEY_MISSING = "SecretKeyMissing"
 SECRET_INVALID = "SecretInvalid"
 SECRET_ERROR = "SecretError"
+SECRETS_FOUND = "SecretsFound"
+INVALID_TLS_SECRET = "InvalidTLSSecret"
 INVALID_EVENT_SCHEMA = "InvalidEventSchema"
 INVALID_SPEC = "InvalidSpec"
 FILTER_COMPILED = "FilterCompiled"

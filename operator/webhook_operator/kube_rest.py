@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from multidict import CIMultiDict
 
 from webhook_operator.timestamps import parse_ts
@@ -224,6 +223,8 @@ def from_kubeconfig(
     env = os.environ if environ is None else environ
     chosen = path or (env.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
     file = Path(chosen) if chosen else Path.home() / ".kube" / "config"
+    import yaml  # only here: in a Pod there is no kubeconfig to read
+
     try:
         config = yaml.safe_load(file.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -316,13 +317,19 @@ class KubeRest:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         limits: aiohttp.ClientTimeout = REQUEST,
+        content_type: str = "application/json",
     ) -> Any:
+        headers = await self._headers()
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
         async with self.session.request(
             method,
             self.creds.server + path,
             params=params,
-            json=body,
-            headers=await self._headers(),
+            data=data,
+            headers=headers,
             timeout=limits,
         ) as response:
             if response.status >= 400:
@@ -341,6 +348,20 @@ class KubeRest:
 
     async def post(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, body=body)
+
+    async def put(self, path: str, body: Any) -> Any:
+        return await self.request("PUT", path, body=body)
+
+    async def merge_patch(self, path: str, body: Any) -> Any:
+        return await self.request(
+            "PATCH", path, body=body, content_type="application/merge-patch+json"
+        )
+
+    @property
+    def token(self) -> TokenSource:
+        """The bearer token source, for a caller that talks to another service as the same
+        identity (the operator to the delivery service)."""
+        return self.creds.token
 
     async def watch(
         self, path: str, params: Mapping[str, str]

@@ -218,6 +218,67 @@ def test_signature_headers_cannot_be_overridden(cluster: Cluster, namespace: str
     assert "headers must not set the webhook-* signature headers" in err
 
 
+HEADER_FROM = '\nheadersFrom: [{{name: "{name}", secretKeyRef: {{name: auth, key: token}}}}]'
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Webhook-Signature", "headersFrom must not set the webhook-* signature headers"),
+        ("X Api Key", "header names may contain only letters, digits and '-'"),
+        (
+            "Host",
+            "headersFrom must not set Host, Content-Length, Content-Type, Connection,"
+            " Transfer-Encoding or User-Agent",
+        ),
+    ],
+)
+def test_headers_from_names_follow_the_header_rules(
+    cluster: Cluster, namespace: str, name: str, message: str
+) -> None:
+    err = rejected(cluster, namespace, VALID_SPEC + HEADER_FROM.format(name=name))
+    assert message in err
+
+
+def test_headers_from_names_are_unique(cluster: Cluster, namespace: str) -> None:
+    spec = VALID_SPEC + textwrap.dedent(
+        """
+        headersFrom:
+          - {name: X-Api-Key, secretKeyRef: {name: a, key: k}}
+          - {name: x-api-key, secretKeyRef: {name: b, key: k}}"""
+    )
+    assert "headersFrom must not name the same header twice" in rejected(cluster, namespace, spec)
+
+
+def test_a_header_is_set_in_headers_or_headers_from_not_both(
+    cluster: Cluster, namespace: str
+) -> None:
+    spec = VALID_SPEC + '\nheaders: {"x-api-key": "a"}' + HEADER_FROM.format(name="X-Api-Key")
+    err = rejected(cluster, namespace, spec)
+    assert "a header must not be set both in headers and in headersFrom" in err
+
+
+def test_tls_needs_an_https_url(cluster: Cluster, namespace: str) -> None:
+    spec = (
+        "appRef: {name: billing}\nurl: http://receiver.local/hooks\nallowInsecureHttp: true\n"
+        "events: [invoice.paid]\ntls: {caSecretRef: {name: ca}}"
+    )
+    assert "tls applies only to an https:// url" in rejected(cluster, namespace, spec)
+
+
+def test_headers_from_and_tls_are_accepted(cluster: Cluster, namespace: str) -> None:
+    spec = (
+        VALID_SPEC
+        + HEADER_FROM.format(name="Authorization")
+        + "\ntls: {caSecretRef: {name: ca}, clientCertSecretRef: {name: client-tls}}"
+    )
+    apply(cluster, namespace, endpoint(spec))
+    got = json.loads(cluster.kubectl("get", "whe", "ep", "-n", namespace, "-o", "json").stdout)[
+        "spec"
+    ]
+    assert got["tls"]["caSecretRef"] == {"name": "ca", "key": "ca.crt"}  # the default key
+
+
 def test_negative_grace_period_is_rejected(cluster: Cluster, namespace: str) -> None:
     err = rejected(cluster, namespace, VALID_SPEC + "\nsecretRotation: {gracePeriod: -1h}")
     assert "gracePeriod must be a duration" in err
@@ -250,3 +311,20 @@ def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
         cluster.kubectl("get", "webhookendpoint", "ep", "-n", namespace, "-o", "json").stdout
     )
     assert "status" not in got or got["status"].get("health") != "Healthy"
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("operationalFailingAfter: 0", "spec.operationalFailingAfter: Invalid value: 0"),
+        ("operationalFailingAfter: 1001", "spec.operationalFailingAfter: Invalid value: 1001"),
+        ('operationalEndpointRef: {name: ""}', "spec.operationalEndpointRef.name"),
+    ],
+)
+def test_bad_operational_settings_are_rejected(
+    cluster: Cluster, namespace: str, field: str, message: str
+) -> None:
+    bad = APP.replace("spec:\n", f"spec:\n  {field}\n", 1)
+    result = apply(cluster, namespace, bad, check=False)
+    assert result.returncode != 0, field
+    assert message in result.stderr

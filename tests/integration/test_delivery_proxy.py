@@ -38,8 +38,9 @@ from standardwebhooks.webhooks import Webhook
 from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, eventually
 from tests.harness import Receiver as HarnessReceiver
 from webhook_operator.delivery.egress_proxy import EgressProxy, parse_no_proxy, parse_proxy_url
-from webhook_operator.delivery.http1 import ConnectionPool
+from webhook_operator.delivery.http1 import ConnectionPool, TLSChoice
 from webhook_operator.delivery.sender import USER_AGENT, GuardedResolver, Sender, SendResult
+from webhook_operator.tls_context import TLSMaterial, client_context
 from webhook_operator.url_policy import AddressPolicy
 
 LOOPBACK_ONLY = AddressPolicy.from_strings(["127.0.0.1/32"])
@@ -362,6 +363,29 @@ def test_certificate_is_checked_for_the_target_not_the_proxy(run: Run, certs: Ce
             assert result.error.startswith("TLS certificate not trusted"), result
             assert proxy.tunnels == 1
             assert rx.requests == []
+
+    run(scenario())
+
+
+def test_an_endpoints_own_tls_context_is_used_inside_the_tunnel(run: Run, certs: Certs) -> None:
+    """tls.caSecretRef through a proxy: the endpoint's context (trusting the test CA) does
+    the handshake inside the tunnel, and its connections are pooled apart."""
+    material = TLSMaterial(ca_pem=certs.ca_pem.encode(), ca_source="test CA")
+    own = TLSChoice(client_context(material), material.fingerprint())
+
+    async def scenario() -> None:
+        async with (
+            ConnectProxy() as proxy,
+            Receiver(ssl_context=certs.server()) as rx,
+            sending(through(proxy)) as sender,  # the pool's own context: the system's store
+        ):
+            url = rx.url("localhost", "https")
+            for _ in range(2):
+                ok(await sender.send(url, False, b"{}", {"webhook-id": "msg_1"}, LIMIT, own))
+            failed = await send(sender, url)
+            assert failed.error is not None
+            assert failed.error.startswith("TLS certificate not trusted"), failed
+            assert proxy.tunnels == 2  # one kept for the endpoint's context, one that failed
 
     run(scenario())
 

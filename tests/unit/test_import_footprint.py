@@ -10,11 +10,15 @@ import sys
 
 CHECK = """
 import sys
+# Generated Kubernetes clients; the CLI's printing (rich); catalog schemas (jsonschema, loaded
+# with the first schema); kubeconfig parsing (yaml, not needed in a Pod); CEL (first filter).
+HEAVY = ("kubernetes_asyncio", "kubernetes", "kopf", "httpx", "rich", "jsonschema", "yaml",
+         "cel_expr_python")
 import webhook_operator.cli, webhook_operator.delivery.service
 from webhook_operator.store.factory import open_store
 open_store("sqlite:///unused.db")
 print("psycopg" in sys.modules, "psycopg_pool" in sys.modules)
-print(sorted(m for m in ("kubernetes_asyncio", "kubernetes", "kopf", "httpx") if m in sys.modules))
+print(sorted(m for m in HEAVY if m in sys.modules))
 """
 
 
@@ -41,3 +45,21 @@ def test_each_store_says_which_errors_mean_its_database_cannot_answer() -> None:
     assert store_unavailable(psycopg_pool.PoolTimeout("no connection"))
     assert not store_unavailable(sqlite3.IntegrityError("constraint"))
     assert not store_unavailable(ValueError("bad"))
+
+
+OPERATOR = """
+import sys
+from webhook_operator.cli import hide_generated_clients
+hide_generated_clients()
+import webhook_operator.controller.runner
+HEAVY = ("kubernetes", "kubernetes_asyncio", "httpx", "rich")
+print(sorted(m for m in HEAVY if sys.modules.get(m)))
+"""
+
+
+def test_the_operator_loads_no_generated_client() -> None:
+    # kopf would import both (about 46 MB) only to recognise their objects.
+    found = subprocess.run(
+        [sys.executable, "-c", OPERATOR], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]", found.stdout + found.stderr

@@ -9,6 +9,7 @@ CEL rules (`x-kubernetes-validations`) attached with `cel()`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -175,6 +176,30 @@ class SecretRotation(Model):
     means rotation only on demand, with the annotation webhook-operator.dev/rotate-secret."""
 
 
+# Header names a user may set (headers, headersFrom): one set of rules for both, each a
+# CEL predicate over a name and the message when it is false ("who" is the field's name).
+HEADER_NAME_RULES: tuple[tuple[Callable[[str], str], Callable[[str], str]], ...] = (
+    (
+        lambda k: f"!{k}.lowerAscii().startsWith('webhook-')",
+        lambda who: f"{who} must not set the webhook-* signature headers",
+    ),
+    (
+        lambda k: f"{k}.matches('^[A-Za-z0-9-]+$')",
+        lambda who: "header names may contain only letters, digits and '-'",
+    ),
+    (
+        lambda k: (
+            f"!({k}.lowerAscii() in ['host', 'content-length', 'content-type',"
+            " 'connection', 'transfer-encoding', 'user-agent'])"
+        ),
+        lambda who: (
+            f"{who} must not set Host, Content-Length, Content-Type, Connection,"
+            " Transfer-Encoding or User-Agent"
+        ),
+    ),
+)
+
+
 class DeliverySettings(Model):
     """Delivery settings shared by endpoints and by an app's endpoint defaults."""
 
@@ -201,20 +226,10 @@ class DeliverySettings(Model):
     headers: dict[str, str] | None = Field(
         default=None,
         json_schema_extra=k8s_extra(
-            cel(
-                "self.all(k, !k.lowerAscii().startsWith('webhook-'))",
-                "headers must not set the webhook-* signature headers",
-            ),
-            cel(
-                "self.all(k, k.matches('^[A-Za-z0-9-]+$'))",
-                "header names may contain only letters, digits and '-'",
-            ),
-            cel(
-                "self.all(k, !(k.lowerAscii() in ['host', 'content-length', 'content-type',"
-                " 'connection', 'transfer-encoding', 'user-agent']))",
-                "headers must not set Host, Content-Length, Content-Type, Connection,"
-                " Transfer-Encoding or User-Agent",
-            ),
+            *[
+                cel(f"self.all(k, {check('k')})", message("headers"))
+                for check, message in HEADER_NAME_RULES
+            ],
             maxProperties=32,
         ),
     )
@@ -236,6 +251,54 @@ class DeliverySettings(Model):
     deliveries older than this (counted from when the event was accepted) become expired:
     no attempt is made, and `kubectl webhooks replay --status expired` sends them again.
     Default 72h; 0 (or 0s) holds them until the endpoint is active again."""
+
+
+# --- Secrets the endpoint's requests use ----------------------------------------------------
+
+
+def _header_name_schema(schema: dict[str, Any]) -> None:
+    schema["x-kubernetes-validations"] = [
+        cel(check("self"), message("headersFrom")) for check, message in HEADER_NAME_RULES
+    ]
+
+
+class SecretKeySelector(Model):
+    name: str = Field(min_length=1, max_length=253)
+    """Name of a Secret in the endpoint's namespace. The operator and the delivery service
+    only read it."""
+    key: str = Field(min_length=1, max_length=253)
+    """Key in the Secret whose value is used."""
+
+
+class HeaderFromSecret(Model):
+    name: str = Field(min_length=1, max_length=256, json_schema_extra=_header_name_schema)
+    """The HTTP header's name, for example Authorization or X-Api-Key."""
+    secret_key_ref: SecretKeySelector
+    """The Secret key holding the header's value. Leading and trailing whitespace (such as
+    the newline a file ends with) is dropped."""
+
+
+class CASecretReference(Model):
+    name: str = Field(min_length=1, max_length=253)
+    """Name of a Secret in the endpoint's namespace holding the CA certificate(s), in PEM."""
+    key: str = Field(default="ca.crt", min_length=1, max_length=253)
+    """Key in the Secret holding the PEM certificates. Default ca.crt."""
+
+
+class ClientCertReference(Model):
+    name: str = Field(min_length=1, max_length=253)
+    """Name of a kubernetes.io/tls Secret in the endpoint's namespace: its tls.crt
+    (certificate chain, PEM) and tls.key (private key, PEM, unencrypted) are presented to
+    the receiver."""
+
+
+class EndpointTLS(Model):
+    ca_secret_ref: CASecretReference | None = None
+    """Trust the receiver's certificate only when it is issued by the CA(s) in this Secret
+    (for receivers with a private CA). They replace the system's trust store for this
+    endpoint. Unset: the system's trust store."""
+    client_cert_secret_ref: ClientCertReference | None = None
+    """Present this client certificate to the receiver (mutual TLS)."""
 
 
 # --- WebhookEndpoint -----------------------------------------------------------------------
@@ -260,6 +323,17 @@ class WebhookEndpointSpec(DeliverySettings):
                 "url must use https:// (set allowInsecureHttp: true to allow plain http://)",
                 fieldPath=".url",
                 reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.headersFrom) || !has(self.headers) || self.headersFrom.all(h,"
+                " !self.headers.exists(k, k.lowerAscii() == h.name.lowerAscii()))",
+                "a header must not be set both in headers and in headersFrom",
+                fieldPath=".headersFrom",
+            ),
+            cel(
+                "!has(self.tls) || self.url.startsWith('https://')",
+                "tls applies only to an https:// url",
+                fieldPath=".tls",
             ),
         )
     )
@@ -303,7 +377,26 @@ class WebhookEndpointSpec(DeliverySettings):
     held and delivered, oldest first, when it is true again."""
     secret_ref: SecretKeyReference | None = None
     """Use your own signing secret from this Secret. Unset, the operator generates one in a
-    Secret named <endpoint>-signing-secret, owned by this endpoint."""
+    Secret named <endpoint>-signing-secret, owned by this endpoint. To rotate with a grace
+    period, put the old value under the key <key>.previous (secret.previous for the default
+    key): while it is there, deliveries carry both signatures."""
+    headers_from: list[HeaderFromSecret] | None = Field(
+        default=None,
+        max_length=32,
+        json_schema_extra=k8s_extra(
+            cel(
+                "self.all(h, self.exists_one(o, o.name.lowerAscii() == h.name.lowerAscii()))",
+                "headersFrom must not name the same header twice",
+            ),
+            **{"x-kubernetes-list-type": "atomic"},
+        ),
+    )
+    """HTTP headers whose values come from Secrets in this namespace, sent with every
+    delivery, for example an API key kept out of Git. Values are never logged nor kept in
+    the delivery log. A name also set in headers is refused."""
+    tls: EndpointTLS | None = None
+    """TLS to the receiver: a private CA to trust and a client certificate for mutual TLS.
+    Only for https:// urls."""
 
 
 class Condition(Model):

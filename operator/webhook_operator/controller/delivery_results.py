@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
 
 from webhook_operator.controller.context import Context
 from webhook_operator.health import DeliveryState
@@ -28,6 +28,7 @@ from webhook_operator.timestamps import parse_ts
 log = logging.getLogger(__name__)
 STATS_PATH = "/internal/v1/endpoint-stats"
 FULL_RESYNC_SECONDS = 300.0
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
 
 
 def parse_record(record: dict[str, Any]) -> DeliveryState:
@@ -64,13 +65,10 @@ def apply_records(ctx: Context, records: list[dict[str, Any]]) -> int:
     return changed
 
 
-def bearer_token(ctx: Context) -> str | None:
+async def bearer_headers(ctx: Context) -> dict[str, str]:
     """The operator's own credentials, which the delivery service checks with a TokenReview."""
-    raw = ctx.kube.api.configuration.api_key.get("BearerToken")
-    if not raw:
-        return None
-    token = str(raw)
-    return token.removeprefix("Bearer ").strip()
+    token = await ctx.kube.api.token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 async def poll(ctx: Context, base_url: str, interval: float = 1.0) -> None:
@@ -78,23 +76,23 @@ async def poll(ctx: Context, base_url: str, interval: float = 1.0) -> None:
     cursor = ""
     backoff = interval
     last_full = asyncio.get_running_loop().time()
-    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
         while True:
             if asyncio.get_running_loop().time() - last_full > FULL_RESYNC_SECONDS:
                 # A cursor from a store that was since replaced would hide every change.
                 cursor, last_full = "", asyncio.get_running_loop().time()
-            headers = {}
-            token = bearer_token(ctx)
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
             try:
-                response = await http.get(STATS_PATH, params={"since": cursor}, headers=headers)
-                response.raise_for_status()
-                body = response.json()
+                async with http.get(
+                    base_url.rstrip("/") + STATS_PATH,
+                    params={"since": cursor},
+                    headers=await bearer_headers(ctx),
+                ) as response:
+                    response.raise_for_status()
+                    body = await response.json()
                 cursor = str(body.get("cursor", cursor))
                 apply_records(ctx, list(body.get("endpoints") or []))
                 backoff = interval
-            except (httpx.HTTPError, ValueError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("polling delivery results from %s failed: %s", base_url, exc)
                 backoff = min(backoff * 2, 30.0)
             await asyncio.sleep(backoff)

@@ -12,18 +12,16 @@ import os
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from webhook_operator.api.v1alpha1 import GROUP, VERSION
 from webhook_operator.kube_events import event_body
+from webhook_operator.kube_rest import KubeApiError, KubeRest
 
 log = logging.getLogger(__name__)
 COMPONENT = "webhook-operator"
 
 
 def _status(exc: BaseException) -> int | None:
-    return exc.status if isinstance(exc, ApiException) else None
+    return exc.status if isinstance(exc, KubeApiError) else None
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -34,14 +32,17 @@ def is_conflict(exc: BaseException) -> bool:
     return _status(exc) == 409
 
 
+def _secrets(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets"
+
+
+def _leases(namespace: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: KubeRest) -> None:
         self.api = api
-        # The generated client takes plain dicts as bodies at run time, while its hints ask
-        # for its model classes; Any keeps the dict bodies here readable.
-        self.core: Any = client.CoreV1Api(api)
-        self.custom: Any = client.CustomObjectsApi(api)
-        self.coordination: Any = client.CoordinationV1Api(api)
         self._events: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
         self._event_senders: list[asyncio.Task[None]] = []
 
@@ -49,39 +50,32 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
+            secret = await self.api.get(f"{_secrets(namespace)}/{name}")
+        except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        return cast(dict[str, Any], self.api.sanitize_for_serialization(secret))
+        return cast(dict[str, Any], secret)
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """The Secret as the apiserver stored it."""
-        created = await self.core.create_namespaced_secret(namespace, body)
-        return cast(dict[str, Any], self.api.sanitize_for_serialization(created))
+        return cast(dict[str, Any], await self.api.post(_secrets(namespace), body))
 
     async def replace_secret(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         """Replace with the resourceVersion in `body`: a stale view fails with 409, so two
         writers can never both rotate. Returns the Secret as stored."""
-        replaced = await self.core.replace_namespaced_secret(name, namespace, body)
-        return cast(dict[str, Any], self.api.sanitize_for_serialization(replaced))
+        return cast(dict[str, Any], await self.api.put(f"{_secrets(namespace)}/{name}", body))
 
     # -- status ----------------------------------------------------------------------------
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
-        await self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
+        await self.api.merge_patch(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status",
             {"status": status},
-            _content_type="application/merge-patch+json",
         )
 
     # -- Events ----------------------------------------------------------------------------
@@ -121,8 +115,8 @@ class Kube:
         while True:
             namespace, body = await queue.get()
             try:
-                await self.core.create_namespaced_event(namespace, body)
-            except ApiException as exc:
+                await self.api.post(f"/api/v1/namespaces/{namespace}/events", body)
+            except KubeApiError as exc:
                 # An Event is a courtesy: failing to post one must not fail anything.
                 name = body["involvedObject"]["name"]
                 log.warning("could not post event %s on %s: %s", body["reason"], name, exc)
@@ -145,16 +139,16 @@ class Kube:
 
     # -- Leases ----------------------------------------------------------------------------
 
-    async def read_lease(self, namespace: str, name: str) -> Any:
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self.coordination.read_namespaced_lease(name, namespace)
-        except ApiException as exc:
+            return cast(dict[str, Any], await self.api.get(f"{_leases(namespace)}/{name}"))
+        except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> Any:
-        return await self.coordination.create_namespaced_lease(namespace, body)
+        return await self.api.post(_leases(namespace), body)
 
     async def replace_lease(self, namespace: str, name: str, body: Any) -> Any:
-        return await self.coordination.replace_namespaced_lease(name, namespace, body)
+        return await self.api.put(f"{_leases(namespace)}/{name}", body)

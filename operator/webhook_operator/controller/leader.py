@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook_operator.controller.kube import Kube, is_conflict
+from webhook_operator.timestamps import parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,12 @@ def _micro(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def expired(spec: Any, now: datetime) -> bool:
-    renew = spec.renew_time or spec.acquire_time
-    if renew is None or spec.lease_duration_seconds is None:
+def expired(spec: dict[str, Any], now: datetime) -> bool:
+    renew = parse_ts(spec.get("renewTime") or spec.get("acquireTime"))
+    duration = spec.get("leaseDurationSeconds")
+    if renew is None or not isinstance(duration, int):
         return True
-    return bool(now > renew + timedelta(seconds=spec.lease_duration_seconds))
+    return bool(now > renew + timedelta(seconds=duration))
 
 
 @dataclass
@@ -84,13 +86,15 @@ class LeaderElector:
                     return False
                 raise
             return True
-        spec = lease.spec
-        held_by_us = spec.holder_identity == self.identity
-        if not held_by_us and spec.holder_identity and not expired(spec, now):
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        held_by_us = holder == self.identity
+        if not held_by_us and holder and not expired(spec, now):
             return False
-        transitions = (spec.lease_transitions or 0) + (0 if held_by_us else 1)
-        acquired = spec.acquire_time if held_by_us else None
-        body = self._lease(self._spec(now, transitions, acquired), lease.metadata.resource_version)
+        transitions = int(spec.get("leaseTransitions") or 0) + (0 if held_by_us else 1)
+        acquired = parse_ts(spec.get("acquireTime")) if held_by_us else None
+        version = (lease.get("metadata") or {}).get("resourceVersion")
+        body = self._lease(self._spec(now, transitions, acquired), version)
         try:
             await self.kube.replace_lease(self.namespace, self.name, body)
         except Exception as exc:
@@ -166,12 +170,13 @@ class LeaderElector:
 
     async def _release(self) -> None:
         lease = await self.kube.read_lease(self.namespace, self.name)
-        if lease is None or lease.spec.holder_identity != self.identity:
+        held = (lease or {}).get("spec") or {}
+        if lease is None or held.get("holderIdentity") != self.identity:
             return
         spec = {
-            **self._spec(_now(), lease.spec.lease_transitions or 0, None),
+            **self._spec(_now(), int(held.get("leaseTransitions") or 0), None),
             "holderIdentity": None,
             "leaseDurationSeconds": 1,
         }
-        body = self._lease(spec, lease.metadata.resource_version)
+        body = self._lease(spec, (lease.get("metadata") or {}).get("resourceVersion"))
         await self.kube.replace_lease(self.namespace, self.name, body)

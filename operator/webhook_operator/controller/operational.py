@@ -12,10 +12,10 @@ it was handed over."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from webhook_operator.api import delivery_wire as w
 from webhook_operator.api.names import OPERATIONAL_ENDPOINT_NOT_FOUND
@@ -43,31 +43,32 @@ class Notifier(Protocol):
 
 class HttpNotifier:
     def __init__(
-        self, base_url: str, token: Callable[[], str | None], timeout: float = 10.0
+        self,
+        base_url: str,
+        headers: Callable[[], Awaitable[dict[str, str]]],
+        timeout: float = 10.0,
     ) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
-        self.token = token
+        self.base_url = base_url.rstrip("/")
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        self.headers = headers
 
     async def send(self, namespace: str, endpoint: str, note: Notification) -> None:
         body = w.NotificationRequest(
             type=w.OperationalType(note.type), id=note.idempotency_key, data=note.data
         )
-        token = self.token()
-        response = await self.http.post(
-            PATH.format(namespace=namespace, endpoint=endpoint),
-            content=body.model_dump_json(by_alias=True),
-            headers={
-                "Content-Type": "application/json",
-                **({"Authorization": f"Bearer {token}"} if token else {}),
-            },
-        )
-        if response.status_code >= 400:
-            raise NotificationRefused(
-                f"the delivery service answered {response.status_code}: {response.text[:300]}"
-            )
+        async with self.http.post(
+            self.base_url + PATH.format(namespace=namespace, endpoint=endpoint),
+            data=body.model_dump_json(by_alias=True),
+            headers={"Content-Type": "application/json", **await self.headers()},
+        ) as response:
+            if response.status >= 400:
+                text = await response.text()
+                raise NotificationRefused(
+                    f"the delivery service answered {response.status}: {text[:300]}"
+                )
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
 
 def _target(app: WebhookAppSpec | None, endpoint: str) -> str | None:
@@ -102,7 +103,7 @@ async def announce_operational(
     elif note is not None and target is not None and ctx.notifier is not None:
         try:
             await ctx.notifier.send(namespace, target, note)
-        except (httpx.HTTPError, NotificationRefused) as exc:
+        except (aiohttp.ClientError, TimeoutError, NotificationRefused) as exc:
             raise NotificationRefused(
                 f"telling operational endpoint {namespace}/{target} {note.type}"
                 f" about {name} failed: {exc}"

@@ -14,6 +14,7 @@ from webhook_operator import conditions as cond
 from webhook_operator import rotation
 from webhook_operator.api import names
 from webhook_operator.api.v1alpha1 import Condition, Health, WebhookAppSpec, WebhookEndpointSpec
+from webhook_operator.controller import request_secrets
 from webhook_operator.controller.context import ENDPOINTS, Context
 from webhook_operator.controller.operational import announce_operational
 from webhook_operator.controller.secrets import (
@@ -204,11 +205,7 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
     requested = (meta.get("annotations") or {}).get(names.ROTATE_ANNOTATION)
     if spec.secret_ref is not None:
         ref = spec.secret_ref
-        secret = ctx.store.secrets.get((namespace, ref.name))
-        if secret is None:
-            secret = await ctx.kube.read_secret(namespace, ref.name)
-            if secret is not None:
-                ctx.store.secrets[(namespace, ref.name)] = secret
+        secret = await _user_secret(ctx, namespace, ref.name)
         outcome = check_user_secret(ref, secret, namespace)
     else:
         secret_key = (namespace, generated_secret_name(name))
@@ -226,13 +223,26 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
     secret_cond = cond.make(
         cond.SECRET_READY, outcome.ready, outcome.reason, outcome.message, gen, now
     )
+    parts = [app_cond, secret_cond]
     filter_cond = filter_condition(spec, gen, now)
-    parts = [app_cond, secret_cond] if filter_cond is None else [app_cond, secret_cond, filter_cond]
+    if filter_cond is not None:
+        parts.append(filter_cond)
+    wanted = request_secrets.referenced(spec)
+    if wanted:
+        found = {name: await _user_secret(ctx, namespace, name) for name in sorted(wanted)}
+        verdict = request_secrets.check(spec, found.get)
+        parts.append(
+            cond.make(
+                cond.REQUEST_SECRETS_READY, verdict.ok, verdict.reason, verdict.message, gen, now
+            )
+        )
     new_conditions = [*parts, cond.ready(parts, gen, now)]
     existing = cond.parse(observed.get("conditions"))
     if filter_cond is None:  # the filter was removed: so is what was said about it
         existing = [c for c in existing if c.type != cond.FILTER_VALID]
     merged = cond.merge(existing, readable(new_conditions))
+    if not wanted:  # headersFrom and tls were removed: so is what was said about them
+        merged = [c for c in merged if c.type != cond.REQUEST_SECRETS_READY]
 
     fields: dict[str, Any] = {
         "observedGeneration": gen,
@@ -247,6 +257,17 @@ async def reconcile_endpoint(ctx: Context, namespace: str, name: str) -> float |
     if outcome.next_check is None:
         return None
     return max((outcome.next_check - now).total_seconds(), 0.0) + 0.5
+
+
+async def _user_secret(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
+    """A Secret of the user's, from the watch's view, else read once: the watch only keeps
+    Secrets an endpoint named when they last changed."""
+    secret = ctx.store.secrets.get((namespace, name))
+    if secret is None:
+        secret = await ctx.kube.read_secret(namespace, name)
+        if secret is not None:
+            ctx.store.secrets[(namespace, name)] = secret
+    return secret
 
 
 async def _announce_health(

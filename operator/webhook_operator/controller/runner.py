@@ -23,7 +23,7 @@ from webhook_operator.controller.operational import HttpNotifier
 from webhook_operator.controller.reconcile_app import reconcile_app
 from webhook_operator.controller.reconcile_endpoint import reconcile_endpoint
 from webhook_operator.controller.status_writer import StatusWriter
-from webhook_operator.kube_client import connect
+from webhook_operator.kube_rest import connect
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ async def _probes(settings: ControllerSettings, role: dict[str, str]) -> web.App
 async def run(settings: ControllerSettings) -> int:
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig
-    api = await connect(settings.kubeconfig)
+    api = connect(settings.kubeconfig)
     k = kube.Kube(api)
     role = {"role": "standby"}
     probes = await _probes(settings, role)
@@ -150,7 +150,7 @@ async def run(settings: ControllerSettings) -> int:
     registry = build_registry(ctx)
     tasks = [asyncio.create_task(worker(ctx)) for _ in range(settings.workers)]
     if settings.delivery_url:
-        notifier = HttpNotifier(settings.delivery_url, lambda: delivery_results.bearer_token(ctx))
+        notifier = HttpNotifier(settings.delivery_url, lambda: delivery_results.bearer_headers(ctx))
         ctx.notifier = notifier
         tasks.append(
             asyncio.create_task(

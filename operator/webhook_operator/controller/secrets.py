@@ -19,6 +19,7 @@ from webhook_operator.controller.store import (
     MANAGER,
 )
 from webhook_operator.naming import generated_secret_name
+from webhook_operator.secret_refs import previous_key
 from webhook_operator.signing import InvalidSecret, decode_secret, generate_secret
 from webhook_operator.timestamps import parse_ts
 
@@ -74,11 +75,23 @@ def check_user_secret(
             "or add the key",
             ref.name,
         )
-    try:
-        decode_secret(data[ref.key])
-    except InvalidSecret as exc:
+    previous = previous_key(ref.key)
+    for key in (ref.key, previous):
+        if key not in data:
+            continue
+        try:
+            decode_secret(data[key])
+        except InvalidSecret as exc:
+            return SecretOutcome(
+                False, cond.SECRET_INVALID, f"Secret {ref.name} key {key!r}: {exc}", ref.name
+            )
+    if previous in data:
         return SecretOutcome(
-            False, cond.SECRET_INVALID, f"Secret {ref.name} key {ref.key!r}: {exc}", ref.name
+            True,
+            cond.SECRET_FROM_REF,
+            f"using Secret {ref.name}; deliveries are also signed with its key {previous!r}"
+            " until it is removed",
+            ref.name,
         )
     return SecretOutcome(True, cond.SECRET_FROM_REF, f"using Secret {ref.name}", ref.name)
 

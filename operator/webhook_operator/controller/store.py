@@ -4,6 +4,7 @@ a Secret's users)."""
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,14 +21,31 @@ def _ns_name(obj: dict[str, Any]) -> NsName:
     return meta["namespace"], meta["name"]
 
 
+# Strings up to this long are interned: keys, kinds, reasons, label values, names.
+_INTERN_UP_TO = 64
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {sys.intern(k): _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= _INTERN_UP_TO:
+        return sys.intern(value)
+    return value
+
+
 def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    """A shallow copy without metadata.managedFields: nothing here reads them, and at
-    thousands of objects they are a good part of the operator's memory."""
-    copy = dict(obj)
-    meta = copy.get("metadata")
+    """A copy to keep: without metadata.managedFields (nothing here reads them), and with
+    its keys and short strings interned. Parsed JSON repeats "metadata", "conditions",
+    "lastTransitionTime", label keys and reasons as separate strings in every object; at
+    5,000 endpoints and their Secrets that was more than half of what the view held
+    (9.4 KB against 3.9 KB per endpoint and Secret, measured with tracemalloc)."""
+    meta = obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
-        copy["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-    return copy
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    compacted: dict[str, Any] = _compact(obj)
+    return compacted
 
 
 def endpoint_app(obj: dict[str, Any]) -> str | None:
@@ -36,10 +54,20 @@ def endpoint_app(obj: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def endpoint_secret_ref(obj: dict[str, Any]) -> str | None:
-    ref = obj.get("spec", {}).get("secretRef") or {}
-    name = ref.get("name")
-    return name if isinstance(name, str) else None
+def endpoint_secret_refs(obj: dict[str, Any]) -> set[str]:
+    """Every Secret of the user's the endpoint names: secretRef, headersFrom and tls."""
+    spec = obj.get("spec") or {}
+    refs: list[Any] = [spec.get("secretRef")]
+    refs += [h.get("secretKeyRef") for h in spec.get("headersFrom") or () if isinstance(h, dict)]
+    tls = spec.get("tls") or {}
+    if isinstance(tls, dict):
+        refs += [tls.get("caSecretRef"), tls.get("clientCertSecretRef")]
+    names = set()
+    for ref in refs:
+        name = ref.get("name") if isinstance(ref, dict) else None
+        if isinstance(name, str):
+            names.add(name)
+    return names
 
 
 @dataclass
@@ -61,8 +89,7 @@ class Store:
         app = endpoint_app(obj)
         if app:
             self._by_app[(ns, app)].add(name)
-        secret = endpoint_secret_ref(obj)
-        if secret:
+        for secret in endpoint_secret_refs(obj):
             self._by_secret[(ns, secret)].add(name)
         return old
 
@@ -75,11 +102,12 @@ class Store:
         if old is None:
             return
         ns, name = key
-        for index, ref in (
-            (self._by_app, endpoint_app(old)),
-            (self._by_secret, endpoint_secret_ref(old)),
-        ):
-            if ref and (ns, ref) in index:
+        app = endpoint_app(old)
+        for index, ref in [
+            *([(self._by_app, app)] if app else []),
+            *((self._by_secret, secret) for secret in endpoint_secret_refs(old)),
+        ]:
+            if (ns, ref) in index:
                 index[(ns, ref)].discard(name)
                 if not index[(ns, ref)]:
                     del index[(ns, ref)]

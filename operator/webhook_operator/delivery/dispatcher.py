@@ -51,9 +51,11 @@ from webhook_operator.delivery.metrics import Metrics
 from webhook_operator.delivery.registry import EndpointConfig, Registry
 from webhook_operator.delivery.sender import Sender, SendResult
 from webhook_operator.retry_policy import Outcome, classify, next_attempt, parse_retry_after
+from webhook_operator.secret_refs import InvalidSecretValue, MissingSecretValue
 from webhook_operator.signing import webhook_headers
 from webhook_operator.store.base import AttemptResult, Claimed, DeliveryStatus, Store
 from webhook_operator.throttle import SLOW_DOWN_COOLDOWN, TokenBucket
+from webhook_operator.tls_context import InvalidTLSMaterial
 
 log = logging.getLogger(__name__)
 
@@ -523,9 +525,16 @@ class Dispatcher:
             del self._queued[key]
 
     def headers(
-        self, item: Claimed, config: EndpointConfig, body: bytes, keys: tuple[bytes, ...]
+        self,
+        item: Claimed,
+        config: EndpointConfig,
+        body: bytes,
+        keys: tuple[bytes, ...],
+        from_secrets: dict[str, str] | None = None,
     ) -> dict[str, str]:
         headers = dict(config.headers)
+        if from_secrets:
+            headers.update(from_secrets)
         headers["Content-Type"] = "application/json"
         if item.traceparent is not None:
             # The producer's trace continues into the receiver (W3C Trace Context).
@@ -537,18 +546,27 @@ class Dispatcher:
         started = time.time()
         body = item.payload.encode()
         keys = self.registry.signing_keys(config, started)
-        if not keys:
-            sent = SendResult(
-                None, f"no signing secret available in Secret {config.secret_name}", None, 0.0
-            )
+        try:
+            # Without its header values or its TLS material an attempt is not sent: it fails
+            # with the reason (never a value) and is retried on the endpoint's schedule.
+            from_secrets = self.registry.secret_headers(config)
+            tls = self.registry.tls(config)
+        except (MissingSecretValue, InvalidSecretValue, InvalidTLSMaterial) as exc:
+            sent = SendResult(None, f"not sent: {exc}", None, 0.0)
         else:
-            sent = await self.sender.send(
-                config.url,
-                config.allow_insecure_http,
-                body,
-                self.headers(item, config, body, keys),
-                config.timeout,
-            )
+            if not keys:
+                sent = SendResult(
+                    None, f"no signing secret available in Secret {config.secret_name}", None, 0.0
+                )
+            else:
+                sent = await self.sender.send(
+                    config.url,
+                    config.allow_insecure_http,
+                    body,
+                    self.headers(item, config, body, keys, from_secrets),
+                    config.timeout,
+                    tls,
+                )
         if sent.http_status == 429 and config.rate is not None:
             await self._slow_everyone(config, sent)
         return self._outcome(item, config, started, sent)

@@ -84,6 +84,20 @@ Origin = tuple[bool, str, int, bool]
 
 
 @dataclass(frozen=True)
+class TLSChoice:
+    """An endpoint's own TLS context (private CA, client certificate) and what tells it
+    apart: connections are pooled per origin and fingerprint, so a connection made with
+    one client certificate is never used for a request meant to carry another."""
+
+    context: ssl.SSLContext
+    fingerprint: str
+
+
+# An origin, or an origin with an endpoint's own TLS context.
+PoolKey = Origin | tuple[Origin, str]
+
+
+@dataclass(frozen=True)
 class Target:
     """What a URL becomes once, instead of on every request."""
 
@@ -180,6 +194,10 @@ class _Connection(asyncio.Protocol):
         if self._headers_done and self._parser is not None:
             # An answer without Content-Length ends when the connection does.
             self._finish()
+        elif isinstance(exc, ssl.SSLError) and not self._answered:
+            # In TLS 1.3 a receiver checks the client certificate after the handshake, so
+            # its refusal (an alert such as certificate required) arrives here.
+            self._fail(HttpError(f"the receiver ended TLS: {exc.reason or exc}"))
         elif not self._answered:
             waiter.set_result(_STALE)
         else:
@@ -286,7 +304,7 @@ class ConnectionPool:
         self._ssl = ssl_context or ssl.create_default_context()
         self._idle_seconds = idle_seconds
         self._max_idle = max_idle_per_origin
-        self._idle: dict[Origin, collections.deque[_Connection]] = {}
+        self._idle: dict[PoolKey, collections.deque[_Connection]] = {}
         self._targets: dict[str, Target] = {}
         self._last_sweep = time.monotonic()
 
@@ -305,23 +323,30 @@ class ConnectionPool:
         return target
 
     async def post(
-        self, url: str, headers: Mapping[str, str], body: bytes, time_limit: float
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        time_limit: float,
+        tls: TLSChoice | None = None,
     ) -> Response:
-        """Raises HttpError, or TimeoutError when `time_limit` seconds pass first."""
+        """Raises HttpError, or TimeoutError when `time_limit` seconds pass first. `tls`:
+        the endpoint's own TLS context, else the pool's (the system's trust store)."""
         target = self.target(url)
         request = self._encode(target, headers, body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
+        key: PoolKey = target.origin if tls is None else (target.origin, tls.fingerprint)
         conn: _Connection | None = None
         try:
-            conn = self._reuse(target.origin)
+            conn = self._reuse(key)
             if conn is not None:
                 answer = await self._exchange(loop, conn, request, deadline)
                 if answer == _STALE:
                     conn = None
             if conn is None:
                 async with asyncio.timeout_at(deadline):
-                    conn = await self._connect(target)
+                    conn = await self._connect(target, self._ssl if tls is None else tls.context)
                 answer = await self._exchange(loop, conn, request, deadline)
                 if answer == _STALE:
                     raise HttpError("the receiver closed the connection without answering")
@@ -330,7 +355,7 @@ class ConnectionPool:
                 conn.close()
             raise
         assert isinstance(answer, Response)
-        self._release(target.origin, conn)
+        self._release(key, conn)
         return answer
 
     @staticmethod
@@ -357,7 +382,7 @@ class ConnectionPool:
         except UnicodeEncodeError as exc:
             raise InvalidRequest(f"header values must be Latin-1 text: {exc}") from None
 
-    def _reuse(self, origin: Origin) -> _Connection | None:
+    def _reuse(self, origin: PoolKey) -> _Connection | None:
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle:
@@ -367,7 +392,7 @@ class ConnectionPool:
             conn.close()
         return None
 
-    def _release(self, origin: Origin, conn: _Connection) -> None:
+    def _release(self, origin: PoolKey, conn: _Connection) -> None:
         if conn.closed or not conn.keep_alive:
             conn.close()
             return
@@ -396,9 +421,9 @@ class ConnectionPool:
             else:
                 del self._idle[origin]
 
-    async def _connect(self, target: Target) -> _Connection:
+    async def _connect(self, target: Target, context: ssl.SSLContext) -> _Connection:
         if target.proxy is not None:
-            return await self._connect_through(target, target.proxy)
+            return await self._connect_through(target, target.proxy, context)
         loop = asyncio.get_running_loop()
         addresses = await self._resolve(target.host, target.port)
         reason = "no address to connect to"
@@ -408,7 +433,7 @@ class ConnectionPool:
                     _Connection,
                     address,
                     target.port,
-                    ssl=self._ssl if target.tls else None,
+                    ssl=context if target.tls else None,
                     server_hostname=target.host if target.tls else None,
                 )
                 return conn
@@ -422,7 +447,9 @@ class ConnectionPool:
                 reason = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
         raise ConnectError(target.host, target.port, reason)
 
-    async def _connect_through(self, target: Target, proxy: ProxyURL) -> _Connection:
+    async def _connect_through(
+        self, target: Target, proxy: ProxyURL, context: ssl.SSLContext
+    ) -> _Connection:
         """A tunnel to one of the addresses the resolver approved (the proxy is given the
         address, not the name, so it connects to what was checked), then TLS inside it
         with the URL's host name for SNI and certificate checks."""
@@ -441,7 +468,7 @@ class ConnectionPool:
                 _, conn = await loop.create_connection(
                     _Connection,
                     sock=sock,
-                    ssl=self._ssl if target.tls else None,
+                    ssl=context if target.tls else None,
                     server_hostname=target.host if target.tls else None,
                 )
                 return conn

@@ -12,23 +12,26 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from jsonschema import Draft202012Validator
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
 from pydantic import ValidationError
 
 from webhook_operator import rotation
 from webhook_operator.api.names import ENABLE_ANNOTATION
 from webhook_operator.api.v1alpha1 import DeliverySettings, WebhookAppSpec, WebhookEndpointSpec
+from webhook_operator.delivery.http1 import TLSChoice
 from webhook_operator.durations import parse_duration
 from webhook_operator.event_filter import Filter, compile_filter
 from webhook_operator.event_matching import subscribed
 from webhook_operator.naming import generated_secret_name
 from webhook_operator.retry_policy import RetryPolicy
+from webhook_operator.secret_refs import header_value, previous_key, secret_bytes
 from webhook_operator.signing import InvalidSecret, decode_secret
 from webhook_operator.timestamps import parse_ts
+from webhook_operator.tls_context import client_context, material_from_secrets
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,22 @@ class EndpointConfig:
     hold_for: float = DEFAULT_HOLD_FOR
     # spec.filter compiled (once per source); None: every subscribed event passes.
     filter: Filter | None = None
+    # (header, Secret, key) for each headersFrom entry.
+    headers_from: tuple[tuple[str, str, str], ...] = ()
+    # (Secret, key) of the CA to trust, and the kubernetes.io/tls Secret to present.
+    tls_ca: tuple[str, str] | None = None
+    tls_client: str | None = None
+
+    def referenced_secrets(self) -> set[str]:
+        """Secrets of the user's that this endpoint reads (generated ones are watched)."""
+        names = {secret for _, secret, _ in self.headers_from}
+        if self.tls_ca is not None:
+            names.add(self.tls_ca[0])
+        if self.tls_client is not None:
+            names.add(self.tls_client)
+        if not self.generated_secret:
+            names.add(self.secret_name)
+        return names
 
 
 class Listener(Protocol):
@@ -78,6 +97,10 @@ class Listener(Protocol):
 def _compile(schema: dict[str, Any] | None) -> Validator | None:
     if schema is None:
         return None
+    # jsonschema (about 3 MB resident) is loaded with the first schema a catalog declares.
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import validator_for
+
     cls = validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -134,6 +157,7 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
     max_conc = _pick(spec, defaults, "max_concurrency")
     hold_for = _pick(spec, defaults, "hold_for")
     ref = spec.secret_ref
+    tls = spec.tls
     return EndpointConfig(
         namespace=meta["namespace"],
         name=meta["name"],
@@ -154,6 +178,13 @@ def endpoint_config(obj: dict[str, Any], app: dict[str, Any] | None) -> Endpoint
         enable_token=(meta.get("annotations") or {}).get(ENABLE_ANNOTATION),
         hold_for=hold_for_seconds(hold_for),
         filter=compile_filter(spec.filter) if spec.filter is not None else None,
+        headers_from=tuple(
+            (h.name, h.secret_key_ref.name, h.secret_key_ref.key) for h in spec.headers_from or ()
+        ),
+        tls_ca=(tls.ca_secret_ref.name, tls.ca_secret_ref.key)
+        if tls and tls.ca_secret_ref
+        else None,
+        tls_client=tls.client_cert_secret_ref.name if tls and tls.client_cert_secret_ref else None,
     )
 
 
@@ -168,6 +199,10 @@ class Registry:
     _by_app: dict[NsName, set[str]] = field(default_factory=lambda: defaultdict(set))
     _secrets: dict[NsName, dict[str, Any]] = field(default_factory=dict)
     _key_cache: dict[tuple[NsName, str, str], tuple[bytes, ...]] = field(default_factory=dict)
+    # Keyed by the Secrets' names, keys and resourceVersions: a Secret read again unchanged
+    # (user Secrets are re-read every few seconds) costs nothing.
+    _header_cache: dict[tuple[Any, ...], dict[str, str]] = field(default_factory=dict)
+    _tls_cache: dict[tuple[Any, ...], TLSChoice] = field(default_factory=dict)
 
     # -- informer callbacks ---------------------------------------------------------------
 
@@ -257,7 +292,11 @@ class Registry:
                     rotation.PREVIOUS_EXPIRES_AT
                 )
             )
-            if expires is None or expires.timestamp() <= now:
+            # A generated previous key always has an expiry; a user's is used for as long
+            # as it is in the Secret, unless the user set one too.
+            if expires is None and config.generated_secret:
+                return keys[:1]
+            if expires is not None and expires.timestamp() <= now:
                 return keys[:1]
         return keys
 
@@ -266,6 +305,8 @@ class Registry:
         names = [config.secret_key]
         if config.generated_secret:
             names.append(rotation.PREVIOUS_KEY)
+        else:
+            names.append(previous_key(config.secret_key))
         keys = []
         for name in names:
             raw = data.get(name)
@@ -280,7 +321,59 @@ class Registry:
         return tuple(keys)
 
     def user_secrets(self) -> set[NsName]:
-        """Secrets named by secretRef: fetched by the service (generated ones are watched)."""
+        """Secrets named by secretRef, headersFrom and tls: fetched by the service
+        (generated ones are watched)."""
         return {
-            (c.namespace, c.secret_name) for c in self.endpoints.values() if not c.generated_secret
+            (c.namespace, name) for c in self.endpoints.values() for name in c.referenced_secrets()
         }
+
+    def _secret_version(self, namespace: str, name: str) -> str | None:
+        secret = self._secrets.get((namespace, name))
+        if secret is None:
+            return None
+        return str((secret.get("metadata") or {}).get("resourceVersion", ""))
+
+    def secret_headers(self, config: EndpointConfig) -> dict[str, str]:
+        """headersFrom's values. Raises MissingSecretValue or InvalidSecretValue, whose
+        messages never hold a value."""
+        if not config.headers_from:
+            return {}
+        ns = config.namespace
+        cache_key = tuple(
+            (header, secret, key, self._secret_version(ns, secret))
+            for header, secret, key in config.headers_from
+        )
+        found = self._header_cache.get(cache_key)
+        if found is None:
+            found = {}
+            for header, secret, key in config.headers_from:
+                raw = secret_bytes(self._secrets.get((ns, secret)), secret, key, "headersFrom")
+                found[header] = header_value(raw, secret, key)
+            if len(self._header_cache) > 10_000:
+                self._header_cache.clear()
+            self._header_cache[cache_key] = found
+        return found
+
+    def tls(self, config: EndpointConfig) -> TLSChoice | None:
+        """The endpoint's own TLS context, None for the default one. Raises
+        MissingSecretValue, InvalidSecretValue or InvalidTLSMaterial."""
+        if config.tls_ca is None and config.tls_client is None:
+            return None
+        ns = config.namespace
+        cache_key = (
+            ns,
+            config.tls_ca,
+            config.tls_ca and self._secret_version(ns, config.tls_ca[0]),
+            config.tls_client,
+            config.tls_client and self._secret_version(ns, config.tls_client),
+        )
+        choice = self._tls_cache.get(cache_key)
+        if choice is None:
+            material = material_from_secrets(
+                config.tls_ca, config.tls_client, lambda name: self._secrets.get((ns, name))
+            )
+            choice = TLSChoice(client_context(material), material.fingerprint())
+            if len(self._tls_cache) > 1000:
+                self._tls_cache.clear()
+            self._tls_cache[cache_key] = choice
+        return choice

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from webhook_operator import __version__
 from webhook_operator.delivery.egress_proxy import EgressProxy
-from webhook_operator.delivery.http1 import ConnectionPool, HttpError, Response
+from webhook_operator.delivery.http1 import ConnectionPool, HttpError, Response, TLSChoice
 from webhook_operator.url_policy import AddressPolicy, check_url
 
 USER_AGENT = f"webhook-operator/{__version__}"
@@ -131,13 +131,14 @@ class Sender:
         body: bytes,
         headers: dict[str, str],
         time_limit: float,
+        tls: TLSChoice | None = None,
     ) -> SendResult:
         started = time.perf_counter()
         refused = self.refusal(url, allow_plain_http)
         if refused:
             return SendResult(None, refused, None, 0.0)
         try:
-            response = await self.pool.post(url, headers, body, time_limit)
+            response = await self.pool.post(url, headers, body, time_limit, tls)
         except TimeoutError:
             error = f"timed out after {time_limit:g}s"
         except HttpError as exc:

@@ -35,6 +35,7 @@ from webhook_operator.store import migrations, queries
 from webhook_operator.store.base import UNAVAILABLE, Sweep
 from webhook_operator.store.core import DialectQueries, StoreCore
 from webhook_operator.store.rows import Params, Row
+from webhook_operator.store.sqlite_wal import WalCheckpointer
 
 log = logging.getLogger(__name__)
 UNAVAILABLE.append(sqlite3.OperationalError)  # locked past the busy timeout
@@ -101,6 +102,7 @@ class SQLiteConnector:
         self.q = QUERIES
         self._db: sqlite3.Connection | None = None
         self._claim_lock: int | None = None  # fd of the held <file>.claim.lock
+        self._checkpointer: WalCheckpointer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -115,9 +117,21 @@ class SQLiteConnector:
             conn.close()
             raise
         self._db = conn
+        if self.path != ":memory:":
+            # Checkpoints happen off the event loop (sqlite_wal.py), never in a COMMIT.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = WalCheckpointer(self.path, self._checkpoint)
+            self._checkpointer.start()
+
+    def _checkpoint(self) -> tuple[int, int]:
+        _, logged, copied = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(logged), int(copied)
 
     async def close(self) -> None:
         self._unlock_claims()
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
+            self._checkpointer = None
         if self._db is not None:
             # SQLite never gathers planner statistics by itself; this refreshes stale ones.
             self._db.execute("PRAGMA optimize")
