@@ -408,7 +408,7 @@ def cluster_image() -> None:
     except bins.BinaryError as exc:
         _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    _console().print(f"image: {images.IMAGE_REPOSITORY}:{images.image_tag()}")
+    _console().print(f"image: {images.archive_image(archive)}")
     _console().print(f"archive: {archive}")
 
 
@@ -451,7 +451,7 @@ def cluster_up(
 
         try:
             archive = images.build_image(_progress)
-            image = f"{images.IMAGE_REPOSITORY}:{images.image_tag()}"
+            image = images.archive_image(archive)
         except bins.BinaryError as exc:
             _console().print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc

@@ -106,7 +106,7 @@ def cluster_server(local: LocalCluster) -> str:
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     archive = images.build_image()
-    image = f"{images.IMAGE_REPOSITORY}:{images.image_tag()}"
+    image = images.archive_image(archive)
     workdir = tmp_path_factory.mktemp("node")
     local = LocalCluster(workdir=workdir / "cluster", binaries=resolve(), node=True)
     info = local.start(timeout=180)

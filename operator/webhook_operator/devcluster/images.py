@@ -64,6 +64,11 @@ def image_tag(root: Path | None = None) -> str:
     return f"dev-{image_key(root or repo_root())}"
 
 
+def archive_image(archive: Path) -> str:
+    """The image name inside an archive from build_image (its folder carries the tag)."""
+    return f"{IMAGE_REPOSITORY}:{archive.parent.name.removeprefix('image-')}"
+
+
 def _engine() -> list[str]:
     chosen = os.environ.get("WEBHOOK_OPERATOR_IMAGE_BUILDER")
     names = (chosen,) if chosen else ("docker", "podman")

@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -350,8 +351,7 @@ class Node:
         self.procs.append(proc)
         return proc
 
-    def _wait_for(self, ready: object, deadline: float, proc: _Proc) -> None:
-        assert callable(ready)
+    def _wait_for(self, ready: Callable[[], bool], deadline: float, proc: _Proc) -> None:
         while not ready():
             if proc.process.poll() is not None or time.monotonic() > deadline:
                 proc.log.flush()
