@@ -3,9 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install postgres browser test unit integration lint format crds controlplane clean
+.PHONY: install postgres browser node test unit integration lint format crds controlplane image clean
 
-install: postgres browser $(VENV)/.installed controlplane
+install: postgres browser node $(VENV)/.installed controlplane
 
 # PostgreSQL server binaries for the store tests (Debian's package, only when missing).
 postgres:
@@ -15,6 +15,11 @@ postgres:
 # drives /usr/bin/chromium and never downloads a browser of its own).
 browser:
 	bash .ci/install-chromium
+
+# containerd, runc, buildah and debootstrap for the node tests (Debian's packages, only when
+# missing; containerd's service is never started: the node runs its own).
+node:
+	bash .ci/install-node
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +31,11 @@ $(VENV)/.installed: pyproject.toml
 # kube-controller-manager, helm and promtool; fast when already built.
 controlplane: $(VENV)/.installed
 	$(BIN)/webhook-operator cluster build
+
+# The image from the unmodified Dockerfile (docker/podman when one answers, else buildah on a
+# locally made base), cached by source hash; the node tests load it into their containerd.
+image: $(VENV)/.installed
+	$(BIN)/webhook-operator cluster image
 
 # The whole suite: unit tests and the integration tests against a real local control plane.
 test: $(VENV)/.installed controlplane

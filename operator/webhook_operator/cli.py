@@ -397,6 +397,22 @@ def cluster_build(
         raise typer.Exit(1) from exc
 
 
+@cluster_app.command("image")
+def cluster_image() -> None:
+    """Build the image from the Dockerfile (cached by source hash) as a docker-archive."""
+    from webhook_operator.devcluster import binaries as bins
+    from webhook_operator.devcluster import images
+
+    try:
+        archive = images.build_image(_progress)
+    except bins.BinaryError as exc:
+        _console().print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    _console().print(f"image: {images.archive_image(archive)}")
+    _console().print(f"archive: {archive}")
+
+
+@cluster_app.command("start", help="Same as `cluster up`.")
 @cluster_app.command("up")
 def cluster_up(
     directory: Annotated[
@@ -407,6 +423,15 @@ def cluster_up(
             "(default: a new temporary directory).",
         ),
     ] = None,
+    node: Annotated[
+        bool,
+        typer.Option(
+            "--node",
+            help="Also run a node (containerd, kubelet, kube-scheduler; needs root and "
+            "`bash .ci/install-node`) with the image built from the Dockerfile loaded, so "
+            "`helm install` runs real Pods.",
+        ),
+    ] = False,
 ) -> None:
     """Start a local control plane with the CRDs installed; Ctrl-C stops it."""
     from webhook_operator.devcluster import binaries as bins
@@ -419,18 +444,32 @@ def cluster_up(
     except bins.BinaryError as exc:
         _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    local = cluster_mod.LocalCluster(workdir=workdir, binaries=found)
+    local = cluster_mod.LocalCluster(workdir=workdir, binaries=found, node=node)
+    image = ""
+    if node:
+        from webhook_operator.devcluster import images
+
+        try:
+            archive = images.build_image(_progress)
+            image = images.archive_image(archive)
+        except bins.BinaryError as exc:
+            _console().print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
     _progress("starting etcd, kube-apiserver and kube-controller-manager")
     try:
         info = local.start()
         install.install_crds(info.kubeconfig)
-    except (cluster_mod.ClusterStartError, TimeoutError) as exc:
+        if local.runtime is not None:
+            local.runtime.import_image(archive)
+    except (cluster_mod.ClusterStartError, TimeoutError, RuntimeError) as exc:
         local.stop()
         _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     _console().print(f"[green]ready[/green]: {info.server}, CRDs installed")
     _console().print(f"  export KUBECONFIG={info.kubeconfig}")
     _console().print("  kubectl get webhooks -A")
+    if image:
+        _console().print(f"  node 127.0.0.1 ready, image {image} loaded (imagePullPolicy: Never)")
     _console().print(f"  logs in {workdir / 'logs'}; Ctrl-C stops the cluster")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

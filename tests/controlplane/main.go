@@ -1,11 +1,14 @@
 // Command controlplane is a single binary holding the pieces of a real Kubernetes
-// control plane that the tests and the dev playground need: an embedded etcd,
-// kube-apiserver and kube-controller-manager. The first argument picks the piece;
-// the rest are that piece's own flags. It exists because these machines have no
-// container engine, so kind cannot run here.
+// cluster that the tests and the dev playground need: an embedded etcd,
+// kube-apiserver, kube-controller-manager and, for the opt-in node that runs real Pods,
+// kube-scheduler and kubelet. The first argument picks the piece; the rest are that
+// piece's own flags. It exists because these machines have no container engine, so
+// kind cannot run here; one binary shares the packages the pieces have in common, which
+// makes the cold build much shorter than separate binaries.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -22,11 +25,13 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: controlplane etcd|kube-apiserver|kube-controller-manager [flags]")
+		fmt.Fprintln(os.Stderr, "usage: controlplane etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet [flags]")
 		os.Exit(2)
 	}
 	piece, rest := os.Args[1], os.Args[2:]
@@ -39,6 +44,10 @@ func main() {
 		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
 	case "kube-controller-manager":
 		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
+	case "kube-scheduler":
+		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
 	case "version":
 		fmt.Println("controlplane k8s.io/kubernetes v1.37.2")
 	default:

@@ -18,6 +18,7 @@ from aiohttp import web
 from webhook_operator.controller import delivery_results, handlers, kube
 from webhook_operator.controller.context import Context, ObjKey
 from webhook_operator.controller.leader import LeaderElector, LostLeadership
+from webhook_operator.controller.login import login_in_cluster
 from webhook_operator.controller.operational import HttpNotifier
 from webhook_operator.controller.reconcile_app import reconcile_app
 from webhook_operator.controller.reconcile_endpoint import reconcile_endpoint
@@ -90,10 +91,10 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         settings.posting.enabled = False
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
         if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-            return kopf.login_with_service_account(**kwargs)
-        return kopf.login_with_kubeconfig(**kwargs)
+            return login_in_cluster(trust_env=settings.networking.trust_env)
+        return kopf.login_with_kubeconfig(settings=settings, **kwargs)
 
     handlers.register(registry, ctx)
     return registry

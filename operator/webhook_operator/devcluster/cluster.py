@@ -1,5 +1,6 @@
 """Start and stop a real local control plane: etcd, kube-apiserver and
-kube-controller-manager as child processes on loopback.
+kube-controller-manager as child processes on loopback, and on request (`node=True`) a
+real node that runs Pods (see `node`).
 
 Used by the pytest fixtures and by `webhook-operator cluster up` and `dev`. The
 apiserver runs with secure serving, RBAC, a static admin token and ServiceAccount token
@@ -31,6 +32,7 @@ from webhook_operator.devcluster import pki as pki_mod
 from webhook_operator.devcluster.binaries import ControlPlaneBinaries
 from webhook_operator.devcluster.kubeconfig import write_kubeconfig
 from webhook_operator.devcluster.lifetime import die_with_parent
+from webhook_operator.devcluster.node import NODE_CONTROLLERS, NODE_NAME, Node
 
 _CONTROLLERS = ",".join(
     [
@@ -87,6 +89,9 @@ class LocalCluster:
     binaries: ControlPlaneBinaries
     children: list[_Child] = field(default_factory=list)
     info: ClusterInfo | None = None
+    # Opt-in: containerd + kubelet + kube-scheduler, so Deployments run real Pods.
+    node: bool = False
+    runtime: Node | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -96,7 +101,12 @@ class LocalCluster:
         keys = pki_mod.create(self.workdir / "pki")
         token = secrets.token_urlsafe(32)
         token_file = self.workdir / "tokens.csv"
-        token_file.write_text(f"{token},admin,admin-uid,system:masters\n")
+        lines = [f"{token},admin,admin-uid,system:masters"]
+        node_token = secrets.token_urlsafe(32)
+        if self.node:
+            # The Node authorizer knows a kubelet by this user name and group.
+            lines.append(f"{node_token},system:node:{NODE_NAME},node-uid,system:nodes")
+        token_file.write_text("\n".join(lines) + "\n")
         token_file.chmod(0o600)
 
         deadline = time.monotonic() + timeout
@@ -116,12 +126,17 @@ class LocalCluster:
             if self.binaries.controller_manager is not None:
                 self._start_controller_manager(kubeconfig, keys)
                 self._wait_default_service_account(deadline)
+            if self.node:
+                self._start_node(server, node_token, kubeconfig, keys, deadline)
         except BaseException:
             self.stop()
             raise
         return self.info
 
     def stop(self, grace: float = 10.0) -> None:
+        if self.runtime is not None:
+            self.runtime.stop(grace)
+            self.runtime = None
         # One at a time, last started first: an apiserver whose etcd is already gone waits
         # out its whole grace period instead of shutting down in about a second.
         for child in reversed(self.children):
@@ -148,7 +163,10 @@ class LocalCluster:
 
     def dead_children(self) -> list[str]:
         """Names of pieces that exited; a healthy cluster has none."""
-        return [c.name for c in self.children if c.process.poll() is not None]
+        dead = [c.name for c in self.children if c.process.poll() is not None]
+        if self.runtime is not None:
+            dead += self.runtime.dead()
+        return dead
 
     # -- pieces ----------------------------------------------------------------------------
 
@@ -205,7 +223,7 @@ class LocalCluster:
                 f"--tls-private-key-file={keys.serving_key}",
                 f"--client-ca-file={keys.ca_cert}",
                 f"--token-auth-file={token_file}",
-                "--authorization-mode=RBAC",
+                *self._node_apiserver_flags(keys),
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={keys.sa_public_key}",
                 f"--service-account-signing-key-file={keys.sa_private_key}",
@@ -227,16 +245,81 @@ class LocalCluster:
                 "--leader-elect=false",
                 f"--service-account-private-key-file={keys.sa_private_key}",
                 f"--root-ca-file={keys.ca_cert}",
-                f"--controllers={_CONTROLLERS}",
+                f"--controllers={self._controllers()}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 "--profiling=false",
             ],
         )
 
+    def _controllers(self) -> str:
+        if self.node:
+            return ",".join([_CONTROLLERS, *NODE_CONTROLLERS])
+        return _CONTROLLERS
+
+    def _node_apiserver_flags(self, keys: pki_mod.Pki) -> list[str]:
+        if not self.node:
+            return ["--authorization-mode=RBAC"]
+        client = pki_mod.issue_client(
+            keys, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+        )
+        return [
+            "--authorization-mode=Node,RBAC",
+            f"--kubelet-client-certificate={client.cert}",
+            f"--kubelet-client-key={client.key}",
+            # The node is named and addressed 127.0.0.1: logs and exec stay on loopback.
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    def _start_node(
+        self, server: str, node_token: str, kubeconfig: Path, keys: pki_mod.Pki, deadline: float
+    ) -> None:
+        if self.binaries.controlplane is None:
+            raise ClusterStartError(
+                "a node needs the controlplane binary's kubelet: unset KUBEBUILDER_ASSETS"
+            )
+        self.runtime = Node(scratch=self.workdir / "node", controlplane=self.binaries.controlplane)
+        self.runtime.start(
+            server=server,
+            node_token=node_token,
+            admin_kubeconfig=kubeconfig,
+            keys=keys,
+            kubelet_port=free_port(),
+            healthz_port=free_port(),
+            scheduler_port=free_port(),
+            timeout=max(deadline - time.monotonic(), 10.0),
+        )
+        self._wait_node_ready(deadline)
+
+    def _wait_node_ready(self, deadline: float) -> None:
+        """Ready and untainted: the scheduler places Pods on it from then on."""
+        assert self.info is not None
+        headers = {"Authorization": f"Bearer {self.info.token}"}
+        url = f"{self.info.server}/api/v1/nodes/{NODE_NAME}"
+        verify = ssl.create_default_context(cafile=str(self.info.ca_cert))
+        with httpx.Client(verify=verify, headers=headers, timeout=3.0) as client:
+            while True:
+                self._check_alive()
+                try:
+                    response = client.get(url)
+                    if response.status_code == 200 and _node_schedulable(response.json()):
+                        return
+                except httpx.HTTPError:
+                    pass
+                self._sleep_or_fail(deadline, "the node")
+
     # -- readiness -------------------------------------------------------------------------
 
     def _check_alive(self) -> None:
+        if self.runtime is not None:
+            for proc in self.runtime.procs:
+                code = proc.process.poll()
+                if code is not None:
+                    proc.log.flush()
+                    tail = proc.log_path.read_text(errors="replace")[-3000:]
+                    raise ClusterStartError(
+                        f"{proc.name} exited with code {code}; log {proc.log_path}:\n{tail}"
+                    )
         for child in self.children:
             code = child.process.poll()
             if code is not None:
@@ -289,5 +372,22 @@ class LocalCluster:
     def _sleep_or_fail(self, deadline: float, what: str) -> None:
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {c.name}:\n{c.log_tail(1500)}" for c in self.children)
+            if self.runtime is not None:
+                for proc in self.runtime.procs:
+                    proc.log.flush()
+                    tail = proc.log_path.read_text(errors="replace")[-1500:]
+                    logs += f"\n--- {proc.name}:\n{tail}"
             raise ClusterStartError(f"{what} did not become ready in time\n{logs}")
         time.sleep(0.2)
+
+
+def _node_schedulable(node: dict[str, object]) -> bool:
+    status = node.get("status")
+    spec = node.get("spec")
+    conditions = status.get("conditions", []) if isinstance(status, dict) else []
+    ready = any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions
+    )
+    taints = spec.get("taints", []) if isinstance(spec, dict) else []
+    return ready and not taints

@@ -1,6 +1,7 @@
 """Keys and certificates for a local control plane: a CA, the apiserver's serving
-certificate and the ServiceAccount token signing key pair. Written once per cluster
-directory; nothing here talks to the network."""
+certificate and the ServiceAccount token signing key pair, and (for the opt-in node) the
+client certificate the apiserver shows the kubelet. Written once per cluster directory;
+nothing here talks to the network."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ class Pki:
     serving_key: Path
     sa_private_key: Path
     sa_public_key: Path
+    # Kept so that further certificates (the node's) can be issued from the same CA.
+    ca_key: Path
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    cert: Path
+    key: Path
 
 
 _SERVING_DNS = (
@@ -58,6 +67,7 @@ def create(directory: Path) -> Pki:
         serving_key=directory / "apiserver.key",
         sa_private_key=directory / "sa.key",
         sa_public_key=directory / "sa.pub",
+        ca_key=directory / "ca.key",
     )
     if all(p.exists() for p in vars(pki).values()):
         return pki
@@ -115,6 +125,7 @@ def create(directory: Path) -> Pki:
     pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     pki.serving_cert.write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.serving_key, serving_key)
+    _write_key(pki.ca_key, ca_key)
     _write_key(pki.sa_private_key, sa_key)
     pki.sa_public_key.write_bytes(
         sa_key.public_key().public_bytes(
@@ -122,3 +133,38 @@ def create(directory: Path) -> Pki:
         )
     )
     return pki
+
+
+def issue_client(pki: Pki, name: str, common_name: str, organization: str) -> ClientCert:
+    """A client certificate from the cluster's CA (reused when already issued)."""
+    directory = pki.ca_cert.parent
+    issued = ClientCert(cert=directory / f"{name}.crt", key=directory / f"{name}.key")
+    if issued.cert.exists() and issued.key.exists():
+        return issued
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{pki.ca_key} is not the EC key this module writes")
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(issued.key, key)
+    return issued
