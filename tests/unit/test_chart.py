@@ -164,6 +164,8 @@ def test_defaults_wire_the_operator_to_the_delivery_service() -> None:
     assert f"--lease-name={FULLNAME}-operator" in args(operator)
     env = {e["name"]: e for e in container(operator)["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    # The Lease identity: one per Pod even for host-network Pods sharing a hostname.
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     service = named(docs, "Service", f"{FULLNAME}-delivery")
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +29,20 @@ from webhook_operator.kube_rest import connect
 log = logging.getLogger(__name__)
 
 
+def default_identity(environ: Mapping[str, str]) -> str:
+    """Who holds the Lease: the Pod's name (POD_NAME, set by the chart from the downward
+    API), unique even for host-network Pods that share the node's hostname; elsewhere the
+    hostname and process id."""
+    return environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass
 class ControllerSettings:
     kubeconfig: str | None = None
     namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
     lease_namespace: str = "default"
     lease_name: str = "webhook-operator"
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = field(default_factory=lambda: default_identity(os.environ))
     lease_duration: int = 15
     probe_host: str = "0.0.0.0"
     probe_port: int = 8081
