@@ -14,7 +14,6 @@ The pieces die with the process that started them, even when it is killed (see
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import socket
@@ -24,14 +23,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import httpx
 
 from webhook_operator.devcluster import pki as pki_mod
 from webhook_operator.devcluster.binaries import ControlPlaneBinaries
 from webhook_operator.devcluster.kubeconfig import write_kubeconfig
-from webhook_operator.devcluster.lifetime import die_with_parent
+from webhook_operator.devcluster.lifetime import Child, spawn
 from webhook_operator.devcluster.node import NODE_CONTROLLERS, NODE_NAME, Node
 
 _CONTROLLERS = ",".join(
@@ -69,25 +67,12 @@ def free_port() -> int:
 
 
 @dataclass
-class _Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    log: IO[bytes]
-
-    def log_tail(self, limit: int = 3000) -> str:
-        self.log.flush()
-        text = self.log_path.read_text(errors="replace")
-        return text[-limit:]
-
-
-@dataclass
 class LocalCluster:
     """A control plane rooted in `workdir` (data, keys, logs, kubeconfig)."""
 
     workdir: Path
     binaries: ControlPlaneBinaries
-    children: list[_Child] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
     info: ClusterInfo | None = None
     # Opt-in: containerd + kubelet + kube-scheduler, so Deployments run real Pods.
     node: bool = False
@@ -170,22 +155,8 @@ class LocalCluster:
 
     # -- pieces ----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> _Child:
-        log_path = self.workdir / "logs" / f"{name}.log"
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            # Its own process group: Ctrl-C in a terminal reaches the launcher, which then
-            # stops the pieces in order instead of all at once.
-            start_new_session=True,
-            # And gone with the launcher when it cannot stop them (killed, crashed).
-            preexec_fn=die_with_parent(),
-            env={**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")},
-        )
-        child = _Child(name=name, process=process, log_path=log_path, log=log)
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        child = spawn(name, argv, self.workdir / "logs")
         self.children.append(child)
         return child
 

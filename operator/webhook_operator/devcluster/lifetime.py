@@ -14,9 +14,12 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,3 +52,36 @@ def die_with_parent() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return preexec
+
+
+@dataclass
+class Child:
+    """A started piece (etcd, the apiserver, containerd, kubelet ...) and its log."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+
+    def log_tail(self, limit: int = 3000) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(errors="replace")
+        return text[-limit:]
+
+
+def spawn(name: str, argv: list[str], log_dir: Path) -> Child:
+    """Start `argv` with its output in `log_dir/<name>.log`, in its own process group
+    (Ctrl-C in a terminal reaches the launcher, which then stops the pieces in order
+    instead of all at once) and gone with the launcher when it cannot stop them."""
+    log_path = log_dir / f"{name}.log"
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent(),
+        env={**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")},
+    )
+    return Child(name=name, process=process, log_path=log_path, log=log)

@@ -32,11 +32,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from webhook_operator.devcluster import images
 from webhook_operator.devcluster import pki as pki_mod
-from webhook_operator.devcluster.lifetime import die_with_parent
+from webhook_operator.devcluster.lifetime import Child, spawn
 
 NODE_NAME = "127.0.0.1"
 PAUSE_IMAGE = "localhost/webhook-operator/pause:3.10"
@@ -180,20 +179,12 @@ def _node_kubeconfig(path: Path, server: str, token: str, ca_cert: Path) -> Path
 
 
 @dataclass
-class _Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    log: IO[bytes]
-
-
-@dataclass
 class Node:
     """containerd + kubelet (+ the scheduler) for one control plane, rooted in `scratch`."""
 
     scratch: Path
     controlplane: str
-    procs: list[_Proc] = field(default_factory=list)
+    procs: list[Child] = field(default_factory=list)
 
     @property
     def containerd_socket(self) -> Path:
@@ -335,23 +326,12 @@ class Node:
         )
         (self.scratch / "mounts-ready").unlink(missing_ok=True)
 
-    def _spawn(self, name: str, argv: list[str]) -> _Proc:
-        log_path = self.scratch / "logs" / f"{name}.log"
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-            env={**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")},
-        )
-        proc = _Proc(name=name, process=process, log_path=log_path, log=log)
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        proc = spawn(name, argv, self.scratch / "logs")
         self.procs.append(proc)
         return proc
 
-    def _wait_for(self, ready: Callable[[], bool], deadline: float, proc: _Proc) -> None:
+    def _wait_for(self, ready: Callable[[], bool], deadline: float, proc: Child) -> None:
         while not ready():
             if proc.process.poll() is not None or time.monotonic() > deadline:
                 proc.log.flush()
@@ -359,7 +339,7 @@ class Node:
                 raise NodeError(f"{proc.name} did not start; log {proc.log_path}:\n{tail}")
             time.sleep(0.1)
 
-    def _stop(self, proc: _Proc, grace: float) -> None:
+    def _stop(self, proc: Child, grace: float) -> None:
         if proc.process.poll() is None:
             proc.process.send_signal(signal.SIGTERM)
         try:
