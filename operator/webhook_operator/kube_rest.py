@@ -45,6 +45,8 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_SECONDS = 60.0
 # An exec plugin's token is renewed this long before it expires.
 EXEC_EXPIRY_MARGIN = 60.0
+# A plugin that hangs (an interactive login with no one to answer) must not hold a call.
+EXEC_TIMEOUT = 30.0
 
 TokenSource = Callable[[], Awaitable[str | None]]
 
@@ -192,7 +194,14 @@ def _exec_token(spec: Mapping[str, Any], env: Mapping[str, str]) -> TokenSource:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await proc.communicate()
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), EXEC_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise KubeConfigError(
+                f"the exec credential plugin {command} gave no answer in {EXEC_TIMEOUT:g}s"
+            ) from None
         if proc.returncode != 0:
             raise KubeConfigError(
                 f"the exec credential plugin {command} failed ({proc.returncode}):"

@@ -52,3 +52,21 @@ def test_kubeconfig_comes_from_the_environment(tmp_path: Path) -> None:
 def test_in_cluster_needs_the_service_variables(tmp_path: Path) -> None:
     with pytest.raises(KubeConfigError, match="KUBERNETES_SERVICE_HOST"):
         in_cluster({}, tmp_path)
+
+
+def test_an_exec_plugin_that_hangs_is_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import stat
+    import sys
+
+    from webhook_operator import kube_rest
+
+    plugin = tmp_path / "plugin"
+    plugin.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(kube_rest, "EXEC_TIMEOUT", 0.5)
+    creds = from_kubeconfig(kubeconfig(tmp_path, {"exec": {"command": str(plugin)}}), {})
+    with pytest.raises(KubeConfigError, match=r"gave no answer in 0\.5s"):
+        asyncio.run(creds.token())
