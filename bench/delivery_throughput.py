@@ -7,16 +7,21 @@ own capacity; `ratio_to_ceiling` is the pipeline's rate over the fastest bare lo
     .venv/bin/python -m bench.delivery_throughput --events 10000 --endpoints 1
     .venv/bin/python -m bench.delivery_throughput --events 2000 --endpoints 10
     .venv/bin/python -m bench.delivery_throughput --store postgres --processes 2
+    .venv/bin/python -m bench.delivery_throughput --store postgres --processes 2 --cpu-limit 0.4
     .venv/bin/python -m bench.delivery_throughput --smoke          (tiny, for CI)
 
 `--store postgres` starts a throwaway local PostgreSQL server (or pass a DSN to an empty
-database). With several processes (PostgreSQL only) the events are posted to them in turn. Traffic
-stays on 127.0.0.1; the loop is bounded by --events and --timeout."""
+database). With several processes (PostgreSQL only) the events are posted to them in turn.
+`--cpu-limit CORES` holds each delivery process to that many CPUs, as a Pod's CPU limit
+would (`bench/cpu_quota.py` says why: it shows how replicas scale where each has its own
+cores, which two shared cores cannot show otherwise). Traffic stays on 127.0.0.1; the loop
+is bounded by --events and --timeout."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import sys
@@ -28,6 +33,7 @@ import aiohttp
 import httpx
 
 from bench import ceiling, go_receiver
+from bench.cpu_quota import cpu_limited, throttled_seconds
 from bench.harness import HERE, rss_mb, running
 from bench.report import columns, publish
 
@@ -85,8 +91,12 @@ def measure_ceilings(receiver: str, scale: float) -> dict[str, dict[str, object]
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    with running(args.endpoints, args.store, args.settle, processes=args.processes) as setup:
+    with contextlib.ExitStack() as stack:
+        setup = stack.enter_context(
+            running(args.endpoints, args.store, args.settle, processes=args.processes)
+        )
         pids = setup.delivery_pids
+        groups = stack.enter_context(cpu_limited(pids, args.cpu_limit)) if args.cpu_limit else []
         idle_rss = max(rss_mb(pid) for pid in pids)
         expected = args.events * args.endpoints
         receiver_cpu = go_receiver.cpu_seconds(setup.receiver_pid)
@@ -109,6 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         receiver_cpu = go_receiver.cpu_seconds(setup.receiver_pid) - receiver_cpu
         delivery_cpu = sum(go_receiver.cpu_seconds(pid) for pid in pids) - delivery_cpu
         machine_busy = machine_cpu().busy_since(machine)
+        throttled = sum(throttled_seconds(group) for group in groups)
         rate = stats["count"] / elapsed if elapsed > 0 else 0.0
         # The ceiling in the same run: same machine state, same receiver process.
         ceilings = measure_ceilings(setup.receiver, 0.02 if args.smoke else 1.0)
@@ -117,6 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return {
         "store": setup.store,
         "processes": args.processes,
+        "cpu_limit_per_process": args.cpu_limit,
+        "throttled_seconds": round(throttled, 2),
         "events": args.events,
         "endpoints": args.endpoints,
         "deliveries_expected": expected,
@@ -146,6 +159,7 @@ def table(result: dict[str, object]) -> str:
     assert isinstance(ceilings, dict)
     rows = [
         ("store / processes", f"{result['store']} / {result['processes']}"),
+        ("CPU limit per process", str(result["cpu_limit_per_process"] or "none")),
         ("endpoints per event", str(result["endpoints"])),
         ("deliveries", f"{result['deliveries_received']:,} of {result['deliveries_expected']:,}"),
         ("deliveries/s", f"{result['deliveries_per_second']:,}"),
@@ -173,6 +187,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--store", default=None)
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument(
+        "--cpu-limit",
+        type=float,
+        default=None,
+        metavar="CORES",
+        help="hold each delivery process to this many CPUs (a Pod's CPU limit)",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
@@ -181,7 +202,8 @@ def main() -> None:
     if args.smoke:
         args.events, args.timeout = 50, 60
     result = run(args)
-    name = f"throughput-{result['store']}-{args.processes}p-{args.endpoints}ep.json"
+    limit = f"-cpu{args.cpu_limit:g}" if args.cpu_limit else ""
+    name = f"throughput-{result['store']}-{args.processes}p-{args.endpoints}ep{limit}.json"
     publish(result, table(result), args.out, name, args.smoke)
     if result["deliveries_received"] != result["deliveries_expected"]:
         sys.exit(f"only {result['deliveries_received']} of {result['deliveries_expected']} arrived")

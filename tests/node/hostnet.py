@@ -9,6 +9,11 @@ delivery URL on 127.0.0.1, and free ports bound to 127.0.0.1 instead of 0.0.0.0:
 two runs on one machine (or a developer's own server) never collide. On the host network two
 Pods of one Deployment cannot both bind their ports on the one node, so a rolling update
 (new Pod Ready before the old one goes) could never finish: Deployments are Recreate here.
+For the same reason a Deployment of several replicas (the operator's leader and standby)
+cannot give each Pod its own probe port: on the host network a declared port is a host
+port, and the scheduler keeps two Pods with one host port off one node. Such a Deployment
+binds its probes to a port the kernel picks and has no probes; the single-replica install
+proves the probes, the several-replica one proves the Lease.
 The host network is outside every Pod Security level but "privileged", so a Namespace that
 enforces one (manifests/ enforces "restricted") enforces "privileged" here; the Pods' own
 restricted security context is unchanged, and the dry-run tests check it against the level.
@@ -29,8 +34,10 @@ import yaml
 COMPONENT = "app.kubernetes.io/component"
 
 
-def rewrite_arg(arg: str, ports: dict[str, int], delivery_port: int) -> str:
+def rewrite_arg(arg: str, ports: dict[str, int], delivery_port: int, shared: bool) -> str:
     flag, _, value = arg.partition("=")
+    if flag == "--probe-port" and shared:
+        return "--probe-port=0"
     if flag == "--listen" and "http" in ports:
         return f"--listen=127.0.0.1:{ports['http']}"
     if flag == "--metrics-listen" and "metrics" in ports:
@@ -57,8 +64,13 @@ def rewrite(doc: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
     spec = doc["spec"]["template"]["spec"]
     spec["hostNetwork"] = True
     spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+    shared = doc["spec"].get("replicas", 1) > 1
     for container in spec["containers"]:
-        container["args"] = [rewrite_arg(a, ports, delivery_port) for a in container["args"]]
+        args = container["args"]
+        container["args"] = [rewrite_arg(a, ports, delivery_port, shared) for a in args]
+        if shared:
+            for key in ("ports", "livenessProbe", "readinessProbe", "startupProbe"):
+                container.pop(key, None)
         for port in container.get("ports", []):
             if port["name"] in ports:
                 port["containerPort"] = ports[port["name"]]

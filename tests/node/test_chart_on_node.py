@@ -302,15 +302,88 @@ def test_helm_upgrade_keeps_sqlite_data_and_moves_the_lease(release: Release) ->
     # Earlier deliveries are still listed: the SQLite file on the claim survived.
     assert set(release.event_ids) <= set(delivery_statuses(release, "slow-receiver"))
 
-    # The Lease is renewed by the new operator Pod (the old one is gone).
+    # The Lease is held by the new operator Pod, by name, and renewed since it started.
     (operator,) = [p for p in current if p["metadata"]["labels"][COMPONENT] == "operator"]
     started = operator["status"]["startTime"]
 
-    def renewed_since_start() -> bool:
-        lease = kubectl_json(node, "get", "lease", f"{RELEASE}-operator", "-n", NAMESPACE)
-        return bool(lease["spec"].get("renewTime", "") > started)
+    def held_by_new_pod() -> bool:
+        spec = lease(node)
+        return bool(
+            spec.get("holderIdentity") == operator["metadata"]["name"]
+            and spec.get("renewTime", "") > started
+        )
 
-    eventually(renewed_since_start, timeout=60, interval=1.0, what="Lease held by the new Pod")
+    eventually(held_by_new_pod, timeout=60, interval=1.0, what="Lease held by the new Pod")
+
+
+def lease(node: Node) -> dict[str, Any]:
+    spec: dict[str, Any] = kubectl_json(
+        node, "get", "lease", f"{RELEASE}-operator", "-n", NAMESPACE
+    )["spec"]
+    return spec
+
+
+def operator_pods(node: Node) -> list[dict[str, Any]]:
+    return [
+        p for p in running_pods(node, NAMESPACE) if p["metadata"]["labels"][COMPONENT] == "operator"
+    ]
+
+
+def test_two_operator_replicas_the_standby_takes_over_from_a_deleted_leader(
+    release: Release,
+) -> None:
+    node = release.node
+    values = release.values(tag="upgrade")
+    values["operator"] = {"replicas": 2, "leaseDuration": 6}
+    release.helm(
+        "upgrade", RELEASE, str(chart.chart_dir(REPO)),
+        "--namespace", NAMESPACE, "--wait", "--timeout=180s",
+        values=values,
+    )  # fmt: skip
+    eventually(
+        lambda: (
+            len(operator_pods(node)) == 2
+            and all(condition(p, "Ready") for p in operator_pods(node))
+        ),
+        timeout=120,
+        interval=1.0,
+        what="two operator Pods Ready",
+    )
+    names = {p["metadata"]["name"] for p in operator_pods(node)}
+    eventually(lambda: lease(node).get("holderIdentity") in names, timeout=60, what="a leader")
+    leader = lease(node)["holderIdentity"]
+    (standby,) = names - {leader}
+
+    node.cluster.kubectl("delete", "pod", leader, "-n", NAMESPACE, "--wait=false")
+    # The leader hands the Lease back as it stops; the standby polls for it, and so does the
+    # Pod the Deployment starts in the leader's place: whichever asks first leads.
+    survivors: set[str] = set()
+
+    def led_by_another_pod() -> bool:
+        survivors.clear()
+        survivors.update(p["metadata"]["name"] for p in operator_pods(node))
+        return lease(node).get("holderIdentity") in survivors - {leader}
+
+    eventually(led_by_another_pod, timeout=60, interval=0.5, what="the Lease held by a survivor")
+    new_leader = lease(node)["holderIdentity"]
+    print(f"leader {leader} deleted; {new_leader} leads (the standby was {standby})")
+    # The new leader reconciles: an endpoint created now becomes Ready.
+    manifest = endpoint(
+        "after-failover", release.receiver.url("/failover"), ["subscription.updated"]
+    )
+    node.cluster.kubectl("apply", "-n", APPS, "-f", "-", input=manifest)
+    wait_ready(node, "webhookendpoint", "after-failover")
+    # The Deployment keeps two replicas without the deleted Pod; the leader stays.
+    eventually(
+        lambda: (
+            len(operator_pods(node)) == 2
+            and leader not in {p["metadata"]["name"] for p in operator_pods(node)}
+        ),
+        timeout=120,
+        interval=1.0,
+        what="two operator Pods without the deleted one",
+    )
+    assert lease(node)["holderIdentity"] == new_leader
 
 
 def test_logs_show_no_secret_no_token_no_traceback(release: Release) -> None:

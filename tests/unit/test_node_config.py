@@ -71,3 +71,23 @@ def test_post_renderer_puts_every_deployment_on_loopback() -> None:
             assert "0.0.0.0" not in arg
             if arg.startswith("--delivery-url="):
                 assert arg == "--delivery-url=http://127.0.0.1:30001"
+
+
+def test_post_renderer_gives_a_several_replica_deployment_no_host_port() -> None:
+    """Two host-network Pods of one Deployment on one node: no declared port (it would be a
+    host port the scheduler keeps to one Pod per node), probes on a kernel-picked port."""
+    plan = {
+        "apiserver_port": 6443,
+        "ports": {"delivery": {"http": 30001}, "operator": {"probes": 30003}},
+    }
+    rendered = chart.render(values={"operator": {"replicas": 2}})
+    docs = [hostnet.rewrite(d, plan) for d in chart.documents(rendered)]
+    (operator,) = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    ]
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert "--probe-port=0" in container["args"]
+    assert not {"ports", "livenessProbe", "readinessProbe"} & container.keys()
