@@ -384,6 +384,30 @@ def test_second_replica_waits_as_standby_and_takes_over(
         operator.start()
 
 
+def test_a_standby_takes_a_lease_handed_back_at_once(
+    cluster: Cluster, namespace: str, tmp_path: Any
+) -> None:
+    """A leader that stops cleanly hands the Lease back; the standby, watching it, leads at
+    once instead of at its next poll (every 50 s with a 300 s Lease), so it is not beaten by
+    the Pod a Deployment starts in the old leader's place."""
+    lease = f"handover-{namespace}"[:60]
+    args = ("--namespace", namespace, "--lease-duration=300")
+    first = OperatorProcess(cluster.kubeconfig, tmp_path, lease, *args)
+    second = OperatorProcess(cluster.kubeconfig, tmp_path, lease, *args)
+    second.log_path = tmp_path / "second.log"
+    try:
+        first.start()
+        eventually(lambda: "leading as" in first.log(), what="first replica leads")
+        second.start()
+        eventually(lambda: "standby" in second.log(), what="second replica waits")
+        time.sleep(1)  # the standby's first poll is behind it
+        first.stop()
+        eventually(lambda: "leading as" in second.log(), timeout=10, what="standby takes over")
+    finally:
+        first.stop()
+        second.stop()
+
+
 def test_scheduled_rotation(cluster: Cluster, namespace: str) -> None:
     apply(
         cluster, namespace, app(), endpoint(secretRotation={"gracePeriod": "1h", "interval": "3s"})

@@ -449,7 +449,9 @@ def test_operator_rbac() -> None:
     ]
     lease = named(docs, "Role", f"{FULLNAME}-operator-leader-election")
     assert lease["metadata"]["namespace"] == NS
-    assert rules(lease) == triples("coordination.k8s.io", ["leases"], ["get", "create", "update"])
+    assert rules(lease) == triples(
+        "coordination.k8s.io", ["leases"], ["get", "create", "update", "watch"]
+    )
     named_rules = [r for r in lease["rules"] if "resourceNames" in r]
     assert named_rules
     assert all(r["resourceNames"] == [f"{FULLNAME}-operator"] for r in named_rules)
