@@ -702,6 +702,22 @@ async def test_a_429_delays_every_reservation(store: Store) -> None:
 
 
 @contract
+async def test_slowed_endpoints_are_those_a_429_holds_back(store: Store) -> None:
+    """What every replica reads with each refresh, also for endpoints without a rate
+    budget (their first 429 makes the row)."""
+    await store.rate_not_before(NS, "ep-1", NOW + 5)
+    await store.rate_not_before(NS, "ep-2", NOW + 1)
+    await store.rate_not_before(NS, "ep-1", NOW + 3)  # an earlier time changes nothing
+    assert (await store.reserve_rate(NS, "ep-3", NOW, 10.0, 1.0, 1, 0.0)).count == 1
+    assert await store.slowed_endpoints(NOW) == {
+        (NS, "ep-1"): pytest.approx(NOW + 5),
+        (NS, "ep-2"): pytest.approx(NOW + 1),
+    }
+    assert await store.slowed_endpoints(NOW + 1) == {(NS, "ep-1"): pytest.approx(NOW + 5)}
+    assert await store.slowed_endpoints(NOW + 5) == {}
+
+
+@contract
 async def test_concurrency_slots_are_shared_within_the_limit(store: Store) -> None:
     """Owners take an endpoint's maxConcurrency slots from one record: limit 4."""
     assert await store.take_slots(NS, "ep-1", OWNER, 0, 3, 4) == SlotGrant(3, None)

@@ -8,6 +8,12 @@ sent: a delivery caught either time is held, unattempted, as at ingest. Rate lim
 maxConcurrency are shared by the replicas through the store too (send slots reserved from
 `Store.reserve_rate`, concurrency slots from `endpoint_slots.EndpointSlots`).
 
+A receiver's 429 slows every replica: it is recorded in the store (`_slow_everyone`).
+A rate-limited endpoint's reservations then wait for it; for an endpoint without a rate
+limit, `EndpointStates.not_before` says until when (noted here at once, read from the
+store by the other replicas within a refresh), and claims caught inside that window, at
+claim time or just before sending, go back to the store due when it ends, unattempted.
+
 Results are written in small batches so a busy service makes few store transactions;
 a crash between claim and record loses nothing: the claim is given back and another
 attempt is made (at-least-once).
@@ -146,6 +152,8 @@ class Dispatcher:
     _waiting: dict[asyncio.Task[None], Claimed] = field(default_factory=dict)
     # Claims found paused or disabled just before sending: held with the next flush.
     _late_holds: list[Claimed] = field(default_factory=list)
+    # Claims found inside a 429's window just before sending: given back, due when it ends.
+    _late_defers: list[tuple[Claimed, float]] = field(default_factory=list)
     # Held while claiming and dispatching, so shutdown knows when claiming has stopped.
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _heartbeats: asyncio.Task[None] | None = None
@@ -359,6 +367,9 @@ class Dispatcher:
                 holds.append(item.delivery_id)
                 held.add(key)
                 continue
+            if config.rate is None and (until := self.states.not_before(key)) > now:
+                defers[round(until, 3)].append(item.delivery_id)
+                continue
             # Sending plus waiting to send: beyond five times the endpoint's concurrency a
             # slow receiver would tie up the service's slots, so the rest waits in the store.
             if self._queued[key] >= config.max_concurrency * 5:
@@ -504,6 +515,8 @@ class Dispatcher:
                     self._late_holds.append(item)
                     self._flush_now.set()
                     return
+                if self._slowed_since_claimed(item, config):
+                    return
                 result = await self._send(item, config)
             self._results.append(result)
             if len(self._results) >= self.settings.flush_batch:
@@ -514,6 +527,19 @@ class Dispatcher:
                 "or when its lease expires",
                 item.delivery_id,
             )
+
+    def _slowed_since_claimed(self, item: Claimed, config: EndpointConfig) -> bool:
+        """A 429 (from any replica) asked to wait since the claim was dispatched: the
+        claim goes back with the next flush, due when the wait ends. Rate-limited
+        endpoints wait in their reservations instead."""
+        if config.rate is not None:
+            return False
+        until = self.states.not_before((item.namespace, item.endpoint))
+        if until <= time.time():
+            return False
+        self._late_defers.append((item, until))
+        self._flush_now.set()
+        return True
 
     def _attempt_done(self, key: NsName, task: asyncio.Task[None]) -> None:
         assert self._slots is not None
@@ -567,18 +593,19 @@ class Dispatcher:
                     config.timeout,
                     tls,
                 )
-        if sent.http_status == 429 and config.rate is not None:
+        if sent.http_status == 429:
             await self._slow_everyone(config, sent)
         return self._outcome(item, config, started, sent)
 
     async def _slow_everyone(self, config: EndpointConfig, sent: SendResult) -> None:
         """A receiver's 429 holds back every replica's reservations (the local buckets
-        also slow down, in `_outcome`): until its Retry-After, capped, else for
-        SLOW_DOWN_COOLDOWN. A failure to record it only leaves the other replicas as
-        they were."""
+        also slow down, in `_outcome`), or, without a rate limit, every replica's sends:
+        until its Retry-After, capped, else for SLOW_DOWN_COOLDOWN. This replica waits at
+        once; a failure to record it only leaves the other replicas as they were."""
         now = time.time()
         wait = parse_retry_after(sent.retry_after, now)
         until = now + min(wait if wait is not None else SLOW_DOWN_COOLDOWN, MAX_NOT_BEFORE)
+        self.states.note_slowed((config.namespace, config.name), until)
         try:
             await self.store.rate_not_before(config.namespace, config.name, until)
         except Exception:
@@ -642,6 +669,7 @@ class Dispatcher:
 
     async def _flush(self) -> None:
         await self._hold_late()
+        await self._defer_late()
         if not self._results:
             return
         batch, self._results = self._results, []
@@ -663,3 +691,17 @@ class Dispatcher:
             log.exception("holding %d deliveries failed", len(late))
             return
         await self.states.held({(item.namespace, item.endpoint) for item in late})
+
+    async def _defer_late(self) -> None:
+        if not self._late_defers:
+            return
+        late, self._late_defers = self._late_defers, []
+        by_until: defaultdict[float, list[str]] = defaultdict(list)
+        for item, until in late:
+            by_until[round(until, 3)].append(item.delivery_id)
+        try:
+            for until, ids in by_until.items():
+                await self.store.defer(ids, self.settings.owner, until)
+        except Exception:
+            # Still leased to this owner: given back at shutdown or when the lease ends.
+            log.exception("giving back %d deliveries held back by a 429 failed", len(late))

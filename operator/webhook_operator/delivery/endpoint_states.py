@@ -14,6 +14,12 @@ A disable this process has just decided (an attempt's outcome) counts here at on
 before the result carrying it is recorded; it stays noted until the store shows it, or
 for `noted_for` seconds when the result was never recorded (its lease was lost).
 
+A receiver's 429 asks every replica to wait (issue 17): the replica that got it records
+until when in the store (`Store.rate_not_before`) and notes it here at once; each
+refresh also reads the endpoints whose wait has not ended (`slowed_endpoints`, the few
+rows of a table with one per rate-limited or slowed endpoint), so the other replicas
+learn it within `interval` and the dispatcher asks here, not the store, per delivery.
+
 Held deliveries must not stay held once the endpoint may be delivered to again, whoever
 held them and whenever: a replica whose copy was still stale may hold, in the second
 after another replica released them, deliveries it claimed or accepted. So a release
@@ -71,6 +77,11 @@ class EndpointStates:
     # disabled (with when), not yet read back.
     _stored: dict[NsName, Disabled] = field(default_factory=dict)
     _noted: dict[NsName, tuple[Disabled, float]] = field(default_factory=dict)
+    # Until when a receiver's 429 holds each endpoint back: as the store said at the last
+    # refresh, and as this process noted from a 429 it received (kept until it ends, in
+    # case recording it failed).
+    _slowed: dict[NsName, float] = field(default_factory=dict)
+    _noted_slowed: dict[NsName, float] = field(default_factory=dict)
     _failing_since: float | None = None
     # Releases that failed (the store was down): tried again with every refresh.
     _unreleased: set[NsName] = field(default_factory=set)
@@ -95,6 +106,11 @@ class EndpointStates:
         key = (config.namespace, config.name)
         return not config.active or self.disabled(key) is not None
 
+    def not_before(self, key: NsName) -> float:
+        """Until when a receiver's 429 asked every replica not to send to the endpoint (0
+        when it never did); the caller compares it with its own clock."""
+        return max(self._slowed.get(key, 0.0), self._noted_slowed.get(key, 0.0))
+
     def count(self) -> int:
         """Disabled endpoints as the store says: the same on every replica."""
         return len(self._stored)
@@ -106,6 +122,11 @@ class EndpointStates:
         attempt's result, and from now on this process holds what it claims for it."""
         if key not in self._stored:
             self._noted[key] = (Disabled(reason, self.clock()), self.clock())
+
+    def note_slowed(self, key: NsName, until: float) -> None:
+        """A 429 this process received: its own sends wait at once, not from the next
+        refresh (the store records it for the other replicas)."""
+        self._noted_slowed[key] = max(self._noted_slowed.get(key, 0.0), until)
 
     async def enable(self, config: EndpointConfig) -> bool:
         """Act on the endpoint's `enable` annotation: enable it and release its held
@@ -128,6 +149,7 @@ class EndpointStates:
         of the same name starts enabled on every replica."""
         known = self._stored.pop(key, None) is not None
         self._noted.pop(key, None)
+        self._noted_slowed.pop(key, None)
         self._set_gauge()
         if known:
             await self.store.set_disabled(*key, None, self.clock())
@@ -165,14 +187,20 @@ class EndpointStates:
     # -- following the store --------------------------------------------------------------
 
     async def load(self) -> None:
-        """The store's disabled endpoints, before anything is accepted or claimed."""
+        """The store's disabled endpoints and 429 waits, before anything is accepted or
+        claimed."""
         self._stored = await self._read()
+        self._slowed = await self.store.slowed_endpoints(self.clock())
         self._set_gauge()
 
     async def refresh(self) -> None:
         before = set(self._stored) | set(self._noted)
-        self._stored = await self._read()
         now = self.clock()
+        # Both read before either is kept: a failed read leaves the copy as it was, and
+        # the next refresh still sees what changed since.
+        stored, slowed = await self._read(), await self.store.slowed_endpoints(now)
+        self._stored, self._slowed = stored, slowed
+        self._noted_slowed = {k: t for k, t in self._noted_slowed.items() if t > now}
         self._noted = {
             key: (disabled, at)
             for key, (disabled, at) in self._noted.items()

@@ -406,8 +406,13 @@ class Store(Protocol):
         asked (`rate_not_before`). One atomic statement: a replica reserves a batch."""
 
     async def rate_not_before(self, namespace: str, endpoint: str, until: float) -> None:
-        """A receiver answered 429: no reservation for the endpoint, by any process,
-        starts before `until` (a later time already recorded stays)."""
+        """A receiver answered 429: no reservation for the endpoint, and no send to it
+        without a rate limit, by any process, starts before `until` (a later time
+        already recorded stays). The endpoint needs no rate budget yet."""
+
+    async def slowed_endpoints(self, now: float) -> dict[tuple[str, str], float]:
+        """The endpoints (namespace, name) a 429 holds back until a time after `now`
+        (`rate_not_before`), with that time."""
 
     async def take_slots(
         self, namespace: str, endpoint: str, owner: str, held: int, want: int, limit: int

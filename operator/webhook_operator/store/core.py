@@ -75,6 +75,7 @@ class SharedQueries:
     purge_rates: str
     add_endpoint_rate: str
     rate_not_before: str
+    slowed_endpoints: str
     select_slots: str
     set_slots: str
     drop_slots: str
@@ -436,6 +437,10 @@ class StoreCore:
     async def rate_not_before(self, namespace: str, endpoint: str, until: float) -> None:
         params = {"namespace": namespace, "endpoint": endpoint, "until": until}
         await self.db.execute(self.q.rate_not_before, params)
+
+    async def slowed_endpoints(self, now: float) -> dict[tuple[str, str], float]:
+        found = await self.db.fetchall(self.q.slowed_endpoints, {"now": now})
+        return {(row[0], row[1]): float(row[2]) for row in found}
 
     # -- concurrency slots ----------------------------------------------------------------
 

@@ -257,12 +257,20 @@ INSERT INTO endpoint_rates (namespace, endpoint) VALUES (:namespace, :endpoint)
 ON CONFLICT (namespace, endpoint) DO NOTHING;
 
 -- name: rate_not_before
--- A receiver's 429: no replica's reservation starts before :until (later wins).
+-- A receiver's 429: no replica's reservation, nor send to an endpoint without a rate
+-- limit, starts before :until (later wins). An upsert: an endpoint without a rate limit
+-- has no row until its first 429.
 INSERT INTO endpoint_rates AS r (namespace, endpoint, not_before)
 VALUES (:namespace, :endpoint, :until)
 ON CONFLICT (namespace, endpoint) DO UPDATE SET
     not_before = CASE WHEN r.not_before < excluded.not_before
                  THEN excluded.not_before ELSE r.not_before END;
+
+-- name: slowed_endpoints
+-- Endpoints a receiver's 429 holds back until a time after :now: what every replica's
+-- endpoint-state owner reads with each refresh (a row per rate-limited or slowed
+-- endpoint, and purge_rates drops the old ones: a scan of a small table).
+SELECT namespace, endpoint, not_before FROM endpoint_rates WHERE not_before > :now;
 
 -- == concurrency slots ================================================================
 
