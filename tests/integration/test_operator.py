@@ -5,9 +5,11 @@ subprocess against the real apiserver."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -361,27 +363,38 @@ def test_second_replica_waits_as_standby_and_takes_over(
     cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Any
 ) -> None:
     operator.stop()  # the two replicas under test are the only operators
-    lease = f"ha-{namespace}"[:60]
-    first = OperatorProcess(cluster.kubeconfig, tmp_path, lease, "--namespace", namespace)
-    second = OperatorProcess(cluster.kubeconfig, tmp_path, lease, "--namespace", namespace)
+    try:
+        with leader_and_standby(cluster, tmp_path, f"ha-{namespace}", namespace) as (first, second):
+            apply(cluster, namespace, app(), endpoint())
+            wait_ready(cluster, namespace, "ep")
+            assert "leading as" not in second.log()
+
+            first.stop(signal.SIGKILL)  # no clean hand-over: the lease must expire
+            eventually(lambda: "leading as" in second.log(), timeout=30, what="standby takes over")
+            apply(cluster, namespace, endpoint("after"))
+            wait_ready(cluster, namespace, "after")
+    finally:
+        operator.start()
+
+
+@contextlib.contextmanager
+def leader_and_standby(
+    cluster: Cluster, tmp_path: Any, lease: str, namespace: str, *args: str
+) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
+    """Two operator replicas on one Lease: the first leading, the second waiting."""
+    extra = ("--namespace", namespace, *args)
+    first = OperatorProcess(cluster.kubeconfig, tmp_path, lease[:60], *extra)
+    second = OperatorProcess(cluster.kubeconfig, tmp_path, lease[:60], *extra)
     second.log_path = tmp_path / "second.log"
     try:
         first.start()
         eventually(lambda: "leading as" in first.log(), what="first replica leads")
         second.start()
         eventually(lambda: "standby" in second.log(), what="second replica waits")
-        apply(cluster, namespace, app(), endpoint())
-        wait_ready(cluster, namespace, "ep")
-        assert "leading as" not in second.log()
-
-        first.stop(signal.SIGKILL)  # no clean hand-over: the lease must expire
-        eventually(lambda: "leading as" in second.log(), timeout=30, what="standby takes over")
-        apply(cluster, namespace, endpoint("after"))
-        wait_ready(cluster, namespace, "after")
+        yield first, second
     finally:
         first.stop()
         second.stop()
-        operator.start()
 
 
 def test_a_standby_takes_a_lease_handed_back_at_once(
@@ -390,22 +403,14 @@ def test_a_standby_takes_a_lease_handed_back_at_once(
     """A leader that stops cleanly hands the Lease back; the standby, watching it, leads at
     once instead of at its next poll (every 50 s with a 300 s Lease), so it is not beaten by
     the Pod a Deployment starts in the old leader's place."""
-    lease = f"handover-{namespace}"[:60]
-    args = ("--namespace", namespace, "--lease-duration=300")
-    first = OperatorProcess(cluster.kubeconfig, tmp_path, lease, *args)
-    second = OperatorProcess(cluster.kubeconfig, tmp_path, lease, *args)
-    second.log_path = tmp_path / "second.log"
-    try:
-        first.start()
-        eventually(lambda: "leading as" in first.log(), what="first replica leads")
-        second.start()
-        eventually(lambda: "standby" in second.log(), what="second replica waits")
+    lease = f"handover-{namespace}"
+    with leader_and_standby(cluster, tmp_path, lease, namespace, "--lease-duration=300") as (
+        first,
+        second,
+    ):
         time.sleep(1)  # the standby's first poll is behind it
         first.stop()
         eventually(lambda: "leading as" in second.log(), timeout=10, what="standby takes over")
-    finally:
-        first.stop()
-        second.stop()
 
 
 def test_scheduled_rotation(cluster: Cluster, namespace: str) -> None:
