@@ -216,6 +216,10 @@ def test_a_customer_reads_and_acts_on_deliveries(
         # Replay within [since, until): the failed first delivery only, not later ones.
         first_at = created(everything[3])
         window = {"since": rfc3339(first_at), "until": rfc3339(created(everything[2]))}
+        # Only expired ones (held past the endpoint's holdFor): none here.
+        expired = api.post("/endpoints/orders/replay", json={**window, "statuses": ["expired"]})
+        assert expired.status_code == 202, expired.text
+        assert expired.json() == {"replayed": 0}
         replayed = api.post("/endpoints/orders/replay", json=window)
         assert replayed.status_code == 202, replayed.text
         assert replayed.json() == {"replayed": 1}
@@ -333,7 +337,8 @@ def test_reaching_outside_the_ticket_is_refused(
         error(api.post(replay, json={}), 422, "Invalid")
         error(api.post(replay, json={"since": 1_800_000_000}), 422, "Invalid")
         error(api.post(replay, json={"since": "2026-01-01T00:00:00"}), 422, "Invalid")
-        error(api.post(replay, json={**since, "statuses": ["delivered"]}), 422, "Invalid")
+        error(api.post(replay, json={**since, "statuses": ["lost"]}), 422, "Invalid")
+        error(api.post(replay, json={**since, "color": "red"}), 422, "Invalid")
         error(
             api.post(replay, content=b"{", headers={"Content-Type": "application/json"}),
             400,

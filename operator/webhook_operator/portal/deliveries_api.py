@@ -106,7 +106,7 @@ def operations(portal: Portal) -> list[Operation]:
         owned_endpoint(portal, tenant, name)  # 404/403 before reading the body
         settings = portal.settings
         raw = await inputs.read_body(request, settings.max_body, settings.body_timeout)
-        window = inputs.parse_model(w.ReplayWindow, raw)
+        window = inputs.parse_model(w.ReplayRequest, raw)
         return respond(await actions.replay(portal, tenant, name, window), status=202)
 
     async def ping_endpoint(request: web.Request) -> web.Response:
@@ -153,9 +153,9 @@ def operations(portal: Portal) -> list[Operation]:
             "POST",
             "/v1/portal/endpoints/{endpoint}/replay",
             replay_endpoint,
-            "Deliver again the endpoint's failed and exhausted deliveries created in a window"
-            " (manage tickets)",
-            request=w.ReplayWindow,
+            "Deliver again the endpoint's deliveries created in a window: failed and"
+            " exhausted ones, or those of `statuses` such as expired (manage tickets)",
+            request=w.ReplayRequest,
             response=w.ReplayResult,
             status=202,
             errors=(400, 401, 403, 404, 408, 413, 415, 422, 429, *unavailable),

@@ -75,18 +75,20 @@ async def resend(portal: Portal, tenant: Tenant, delivery_id: str) -> w.ResendRe
 
 
 async def replay(
-    portal: Portal, tenant: Tenant, name: str, window: w.ReplayWindow
+    portal: Portal, tenant: Tenant, name: str, window: w.ReplayRequest
 ) -> w.ReplayResult:
-    """Deliver again the endpoint's failed and exhausted deliveries created in `window`."""
+    """Deliver again the endpoint's deliveries created in `window` whose status is one of
+    its statuses (failed and exhausted when it names none)."""
     endpoint = owned_endpoint(portal, tenant, name)
     body = window.model_dump(mode="json", exclude_none=True)
     result = answer(w.ReplayResult, await portal.delivery.replay(tenant.namespace, name, body))
     until = f" until {body['until']}" if "until" in body else ""
+    which = " or ".join(body.get("statuses") or ("failed", "exhausted"))
     await audit.record(
         portal,
         endpoint,
         "PortalReplay",
-        f"{result.replayed} failed or exhausted deliveries since {body['since']}{until}"
+        f"{result.replayed} {which} deliveries since {body['since']}{until}"
         f" replayed by {tenant.subject} through the portal",
     )
     return result

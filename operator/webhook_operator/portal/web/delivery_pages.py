@@ -47,6 +47,13 @@ STATUSES = tuple(s.value for s in w.DeliveryStatus)
 # datetime-local sends minutes, or seconds when the browser's step allows them.
 LOCAL_INPUT = "%Y-%m-%dT%H:%M"
 REPLAY_DEFAULT = timedelta(hours=24)
+# What the replay form offers, and what it replays when the customer changes nothing.
+REPLAYABLE = (
+    ("failed", "Failed, waiting for their next retry"),
+    ("exhausted", "Gave up after every retry"),
+    ("expired", "Expired: held (the endpoint paused or disabled) longer than its hold time"),
+)
+REPLAY_DEFAULT_STATUSES = ("failed", "exhausted")
 
 PROBLEMS.update(
     {
@@ -152,17 +159,24 @@ class ReplayForm:
 
     since: str
     until: str = ""
+    statuses: tuple[str, ...] = REPLAY_DEFAULT_STATUSES
     error: str | None = None
-    window: w.ReplayWindow | None = field(default=None, repr=False)
+    window: w.ReplayRequest | None = field(default=None, repr=False)
 
 
-def replay_form(form: Mapping[str, str]) -> ReplayForm:
-    """The window [since, until) of a replay form, or the error to show with the form."""
+def replay_form(form: MultiMapping[str]) -> ReplayForm:
+    """The window [since, until) and the statuses of a replay form, or the error to show
+    with the form."""
     since_raw = (form.get("since") or "").strip()
     until_raw = (form.get("until") or "").strip()
-    sent = ReplayForm(since_raw, until_raw)
+    offered = {value for value, _ in REPLAYABLE}
+    chosen = tuple(value for value in form.getall("statuses", []) if value in offered)
+    sent = ReplayForm(since_raw, until_raw, chosen)
     if not since_raw:
         sent.error = "Say since when to replay"
+        return sent
+    if not chosen:
+        sent.error = "Choose which deliveries to replay"
         return sent
     try:
         since = utc_input(since_raw, "Since")
@@ -173,7 +187,8 @@ def replay_form(form: Mapping[str, str]) -> ReplayForm:
     if until is not None and until <= since:
         sent.error = "Until must be later than since"
         return sent
-    sent.window = w.ReplayWindow(since=since, until=until)
+    statuses = [w.DeliveryStatus(value) for value in chosen]
+    sent.window = w.ReplayRequest(since=since, until=until, statuses=statuses)
     return sent
 
 
@@ -198,6 +213,7 @@ def replay_page(
         active="endpoints",
         endpoint=endpoint,
         form=sent,
+        replayable=REPLAYABLE,
         replayed=replayed,
     )
 
