@@ -178,13 +178,11 @@ def table(result: dict[str, object]) -> str:
     return columns(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a run (store, processes, sizes, limits), shared with bench.ingest_batch,
+    which makes the same run with events posted in batches."""
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--store", default=None)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument(
@@ -198,6 +196,14 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     if args.smoke:
         args.events, args.timeout = 50, 60

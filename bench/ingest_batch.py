@@ -17,12 +17,10 @@ import itertools
 import json
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 
 from bench import delivery_throughput
-from bench.harness import HERE
 from bench.report import publish
 
 EVENT = {"type": "bench.event", "data": {"x": "y" * 900}}  # as delivery_throughput's ~1 KB
@@ -55,16 +53,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=10_000)
+    delivery_throughput.add_run_arguments(parser)
     parser.add_argument("--batch", type=int, default=100, help="events per request, 1 to 100")
-    parser.add_argument("--endpoints", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4, help="batches in flight")
-    parser.add_argument("--store", default=None)
-    parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--settle", type=float, default=2.0)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.smoke:
         args.events, args.timeout = 50, 60
@@ -75,8 +66,10 @@ def main() -> None:
     # The whole run is delivery_throughput's; only the way events are posted differs.
     delivery_throughput.post_events = batched
     result = {**delivery_throughput.run(args), "batch": args.batch}
+    limit = f"-cpu{args.cpu_limit:g}" if args.cpu_limit else ""
     name = (
-        f"throughput-batch{args.batch}-{result['store']}-{args.processes}p-{args.endpoints}ep.json"
+        f"throughput-batch{args.batch}-{result['store']}-{args.processes}p-{args.endpoints}ep"
+        f"{limit}.json"
     )
     table = delivery_throughput.table(result) + f"\n(events posted {args.batch} per request)"
     publish(result, table, args.out, name, args.smoke)

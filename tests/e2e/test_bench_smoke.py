@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
+from bench import cpu_quota
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,6 +38,24 @@ def test_throughput_benchmark_smoke() -> None:
     figures = smoke("bench.delivery_throughput")
     assert figures["deliveries_received"] == figures["deliveries_expected"] == 50
     assert figures["deliveries_per_second"] > 0
+
+
+def test_batch_ingest_benchmark_smoke() -> None:
+    output = run_module("bench.ingest_batch", "--smoke", "--batch", "10")
+    figures = json.loads(output[output.index("{") :])
+    assert figures["deliveries_received"] == figures["deliveries_expected"] == 50
+    assert figures["batch"] == 10
+
+
+@pytest.mark.skipif(
+    not os.access(cpu_quota.CGROUP, os.W_OK) and not os.access(cpu_quota.CGROUP / "cpu", os.W_OK),
+    reason="a CPU limit needs write access to /sys/fs/cgroup (root)",
+)
+def test_throughput_benchmark_with_a_cpu_limit_smoke() -> None:
+    output = run_module("bench.delivery_throughput", "--smoke", "--cpu-limit", "0.5")
+    figures = json.loads(output[output.index("{") :])
+    assert figures["deliveries_received"] == figures["deliveries_expected"] == 50
+    assert figures["cpu_limit_per_process"] == 0.5
 
 
 def test_latency_benchmark_smoke() -> None:

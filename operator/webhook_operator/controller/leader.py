@@ -120,8 +120,10 @@ class LeaderElector:
             await self._acquire(changed)
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            # Not `await watcher` under suppress(CancelledError): that would also swallow
+            # a cancellation of this task arriving meanwhile (Ctrl-C just as the Lease is
+            # won), and the operator would lead on instead of stopping.
+            await asyncio.wait([watcher])
 
     async def _acquire(self, changed: asyncio.Event) -> None:
         announced = False

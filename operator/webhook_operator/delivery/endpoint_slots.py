@@ -183,12 +183,14 @@ class EndpointSlots:
     async def _exchange(self, key: NsName, ep: _Endpoint) -> None:
         """Record what this replica keeps and take what its waiters need, until they have
         it or the store has none to give (then again after `retry`)."""
+        pause = self.retry
         try:
             while True:
                 idle = not ep.waiters and self.clock() - ep.last_used >= self.idle
                 keep = ep.in_use if idle else max(ep.held - ep.excess, ep.in_use)
                 want = max(len(ep.waiters) - (keep - ep.in_use), 0)
                 ep.recording = True
+                at_share = False
                 try:
                     grant = await self.store.take_slots(*key, self.owner, keep, want, ep.limit)
                 except Exception as exc:
@@ -197,12 +199,18 @@ class EndpointSlots:
                 else:
                     self._recovered()
                     ep.held, ep.share = keep + grant.granted, grant.share
+                    at_share = not grant.granted and grant.share is not None
+                    at_share = at_share and ep.held >= (grant.share or 0)
                 finally:
                     ep.recording = False
                 self._hand_out(ep)
                 if not ep.waiters or not ep.limit:
                     return
-                await asyncio.sleep(self.retry)
+                # Refused while holding its even share: more comes only when another
+                # replica idles (after `idle`) or leaves, so asking every `retry` would
+                # only cost a store round trip each time; ask less often, up to `idle`.
+                pause = min(pause * 2, self.idle) if at_share else self.retry
+                await asyncio.sleep(pause)
         finally:
             ep.talking = None
 
