@@ -79,6 +79,13 @@ def _tree(root: int) -> dict[Proc, str]:
 # -- the playground -------------------------------------------------------------------------
 
 
+def as_at_a_terminal() -> None:
+    """Ctrl-C as a user's terminal delivers it: whoever started the tests may ignore SIGINT
+    (a non-interactive shell's `&` does), and an ignored SIGINT stays ignored in every
+    child, which the playground rightly honours (`nohup`, `&`)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Running:
     """`webhook-operator dev | tee log` started from a shell that, like an interactive one,
@@ -172,6 +179,7 @@ def playground(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         env=env,
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the "terminal's foreground job"
+        preexec_fn=as_at_a_terminal,
     )
     running = Running(root=work / "dev", log=log, env=env, shell=shell)
     try:
@@ -441,6 +449,7 @@ def _starting(
         env=env,
         text=True,
         start_new_session=True,
+        preexec_fn=as_at_a_terminal,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)

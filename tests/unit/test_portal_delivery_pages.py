@@ -6,6 +6,7 @@ from datetime-local fields as UTC. No server, no browser: the pages' own logic o
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from multidict import MultiDict, MultiDictProxy
@@ -79,18 +80,37 @@ def test_the_resend_notice_names_only_a_delivery_id() -> None:
     assert resent_from({}) is None
 
 
+def form_of(fields: dict[str, str], statuses: tuple[str, ...] = ("failed", "exhausted")) -> Any:
+    """A replay form as the browser posts it: its fields and one `statuses` per ticked box."""
+    return query(*fields.items(), *(("statuses", s) for s in statuses))
+
+
 def test_the_replay_window_is_read_as_utc() -> None:
-    sent = replay_form({"since": "2026-11-25T10:00", "until": "2026-11-25T12:30:15"})
+    sent = replay_form(form_of({"since": "2026-11-25T10:00", "until": "2026-11-25T12:30:15"}))
     assert sent.error is None
     assert sent.window is not None
     assert sent.window.since == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     assert sent.window.until == datetime(2026, 11, 25, 12, 30, 15, tzinfo=UTC)
     body = sent.window.model_dump(mode="json", exclude_none=True)
-    assert body == {"since": "2026-11-25T10:00:00Z", "until": "2026-11-25T12:30:15Z"}
+    assert body == {
+        "since": "2026-11-25T10:00:00Z",
+        "until": "2026-11-25T12:30:15Z",
+        "statuses": ["failed", "exhausted"],
+    }
+
+
+def test_the_ticked_statuses_are_replayed_and_none_ticked_is_said() -> None:
+    sent = replay_form(form_of({"since": "2026-11-25T10:00"}, ("expired", "delivered")))
+    assert sent.window is not None
+    assert [s.value for s in sent.window.statuses or []] == ["expired"]  # only those offered
+    assert sent.statuses == ("expired",)
+    empty = replay_form(form_of({"since": "2026-11-25T10:00"}, ()))
+    assert empty.window is None
+    assert empty.error == "Choose which deliveries to replay"
 
 
 def test_an_open_window_and_an_explicit_offset() -> None:
-    sent = replay_form({"since": "2026-11-25T10:00+02:00", "until": ""})
+    sent = replay_form(form_of({"since": "2026-11-25T10:00+02:00", "until": ""}))
     assert sent.window is not None
     assert sent.window.since == datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
     assert sent.window.until is None
@@ -108,7 +128,7 @@ def test_an_open_window_and_an_explicit_offset() -> None:
     ],
 )
 def test_a_bad_window_is_said_with_the_form_as_sent(form: dict[str, str], said: str) -> None:
-    sent = replay_form(form)
+    sent = replay_form(form_of(form))
     assert sent.window is None
     assert sent.error is not None
     assert said in sent.error
