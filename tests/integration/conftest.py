@@ -1,9 +1,11 @@
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests import pg
-from tests.harness import Receiver
+from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Receiver
+from tests.replicas import replicas_on_a_new_database
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,3 +42,20 @@ def module_receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
+
+
+@pytest.fixture
+def replicas(
+    request: pytest.FixtureRequest,
+    cluster: Cluster,
+    postgres_dsn: str,
+    tmp_path: Path,
+    operator: OperatorProcess,
+) -> Iterator[list[DeliveryProcess]]:
+    """The module's `REPLICAS` delivery services on one new PostgreSQL database, named
+    after the module."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with replicas_on_a_new_database(
+        cluster, postgres_dsn, tmp_path, name, request.module.REPLICAS
+    ) as started:
+        yield started

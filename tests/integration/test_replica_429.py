@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Receiver, eventually
+from tests.harness import Cluster, DeliveryProcess, Receiver, eventually
 from tests.integration.test_delivery import emit, endpoint, setup_app
 from tests.integration.test_delivery_batch import emit_batch
 from tests.integration.test_replicas_state import known_everywhere
-from tests.replicas import arrivals, replicas_on_a_new_database
+from tests.replicas import arrivals
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -32,17 +30,6 @@ SLACK = 0.5
 LEARN = 1.0
 PER_REPLICA = 10
 EVENTS = 1 + REPLICAS * PER_REPLICA
-
-
-@pytest.fixture
-def replicas(
-    cluster: Cluster, postgres_dsn: str, tmp_path: Path, operator: OperatorProcess
-) -> Iterator[list[DeliveryProcess]]:
-    """Delivery services on one new PostgreSQL database."""
-    with replicas_on_a_new_database(
-        cluster, postgres_dsn, tmp_path, "replica_429", REPLICAS
-    ) as started:
-        yield started
 
 
 def test_a_429_holds_back_every_replica_without_a_rate_limit(

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Receiver, eventually
+from tests.harness import Cluster, DeliveryProcess, Receiver, eventually
 from tests.integration.test_delivery import endpoint, setup_app
 from tests.integration.test_delivery_batch import emit_batch
 from tests.integration.test_replicas_state import known_everywhere
-from tests.replicas import replicas_on_a_new_database
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -33,17 +30,6 @@ RATE = 20
 EVENTS = 200
 BATCH = 20
 TOLERANCE = 0.10
-
-
-@pytest.fixture
-def replicas(
-    cluster: Cluster, postgres_dsn: str, tmp_path: Path, operator: OperatorProcess
-) -> Iterator[list[DeliveryProcess]]:
-    """Delivery services on one new PostgreSQL database."""
-    with replicas_on_a_new_database(
-        cluster, postgres_dsn, tmp_path, "replica_rates", REPLICAS
-    ) as started:
-        yield started
 
 
 def per_second(times: list[float]) -> list[int]:

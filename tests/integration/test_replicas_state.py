@@ -17,16 +17,13 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.harness import Cluster, DeliveryProcess, OperatorProcess, Producer, Receiver, eventually
+from tests.harness import Cluster, DeliveryProcess, Producer, Receiver, eventually
 from tests.integration.test_delivery import apply, deliveries, emit, endpoint, setup_app
-from tests.replicas import replicas_on_a_new_database
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -34,17 +31,6 @@ GAUGE = re.compile(r"^webhook_endpoints_disabled (\S+)$", re.MULTILINE)
 # The issue's bound: an endpoint disabled by one replica gets nothing new from any within.
 STOPS_WITHIN = 2.0
 REPLICAS = 3
-
-
-@pytest.fixture
-def replicas(
-    cluster: Cluster, postgres_dsn: str, tmp_path: Path, operator: OperatorProcess
-) -> Iterator[list[DeliveryProcess]]:
-    """Delivery services on one new PostgreSQL database."""
-    with replicas_on_a_new_database(
-        cluster, postgres_dsn, tmp_path, "replicas_state", REPLICAS
-    ) as started:
-        yield started
 
 
 def known_everywhere(
