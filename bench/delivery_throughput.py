@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "store": setup.store,
         "processes": args.processes,
         "cpu_limit_per_process": args.cpu_limit,
+        "producer_concurrency": args.concurrency,
         "throttled_seconds": round(throttled, 2),
         "events": args.events,
         "endpoints": args.endpoints,
@@ -160,6 +161,7 @@ def table(result: dict[str, object]) -> str:
     rows = [
         ("store / processes", f"{result['store']} / {result['processes']}"),
         ("CPU limit per process", str(result["cpu_limit_per_process"] or "none")),
+        ("requests in flight (producer)", str(result["producer_concurrency"])),
         ("endpoints per event", str(result["endpoints"])),
         ("deliveries", f"{result['deliveries_received']:,} of {result['deliveries_expected']:,}"),
         ("deliveries/s", f"{result['deliveries_per_second']:,}"),
