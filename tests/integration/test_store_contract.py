@@ -723,16 +723,20 @@ async def test_concurrency_slots_are_shared_within_the_limit(store: Store) -> No
     assert await store.take_slots(NS, "ep-1", OWNER, 0, 3, 4) == SlotGrant(3, None)
     # Another owner gets what is left and waits for the rest; the first learns its share.
     assert await store.take_slots(NS, "ep-1", OTHER_OWNER, 0, 3, 4) == SlotGrant(1, 2)
-    assert await store.contested_slots(OWNER) == {(NS, "ep-1")}
-    assert await store.contested_slots(OTHER_OWNER) == set()
+    assert await store.slot_contenders(OWNER) == {(NS, "ep-1"): 1}
+    assert await store.slot_contenders(OTHER_OWNER) == {(NS, "ep-1"): 1}
     # Giving back beyond the share; the other takes the freed slot and waits no more.
     assert await store.take_slots(NS, "ep-1", OWNER, 2, 0, 4) == SlotGrant(0, 2)
     assert await store.take_slots(NS, "ep-1", OTHER_OWNER, 1, 1, 4) == SlotGrant(1, 2)
-    assert await store.contested_slots(OWNER) == set()
+    # Slots beyond those waited for are spare: what is not given is not recorded as wanted.
+    assert await store.take_slots(NS, "ep-1", OTHER_OWNER, 2, 0, 4, spare=3) == SlotGrant(0, 2)
+    assert await store.slot_contenders(OWNER) == {(NS, "ep-1"): 1}
     # Endpoints have slots of their own; holding and wanting nothing leaves no record.
     assert await store.take_slots(NS, "ep-2", OTHER_OWNER, 0, 5, 4) == SlotGrant(4, None)
     await store.take_slots(NS, "ep-1", OWNER, 0, 0, 4)
     assert await store.take_slots(NS, "ep-1", OTHER_OWNER, 2, 2, 4) == SlotGrant(2, None)
+    assert await store.slot_contenders(OWNER) == {(NS, "ep-1"): 1, (NS, "ep-2"): 1}
+    assert await store.slot_contenders(OTHER_OWNER) == {}
 
 
 @contract

@@ -5,11 +5,13 @@ The slots live in the store (`Store.take_slots`): each replica records how many 
 and how many more it waits for, and takes more only while the sum stays within the
 limit. Asking the store for every attempt would cost a round trip per delivery, so a
 replica keeps the slots it got and passes a finished attempt's slot straight to its next
-waiting one; it gives slots back when it no longer needs them (idle for `idle` seconds)
-or when other replicas want some and it holds more than an even share. It learns that
-from the store: every `tick` one query says which endpoints other replicas wait for, and
-for those it records what it keeps and reads its share, so a replica that never runs
-out still hears about the others within a tick.
+waiting one; when it runs short it asks for as many again as it holds (at least
+`BATCH`), so a growing load asks a few times, not once per attempt. It gives slots back
+when it no longer needs them (idle for `idle` seconds) or when other replicas hold or
+want some and it holds more than an even share. It learns that share without asking
+per endpoint: every `tick` one query counts, for every endpoint, the other replicas that
+hold or want its slots, so a replica that never runs out still hears about the others
+within a tick, and a replica within its share does not talk to the store at all.
 
 With one replica (SQLite, or PostgreSQL alone) nobody else wants slots: the replica takes
 the limit once and keeps it while busy, as a local semaphore would.
@@ -29,7 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from webhook_operator.store.base import Store
+from webhook_operator.store.base import Store, slot_share
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ TICK = 0.1
 IDLE = 1.0
 # A replica refused every slot asks again this soon (others give back within a tick).
 RETRY = 0.05
+# A replica that runs short asks for at least this many slots more than it waits for.
+BATCH = 4
 
 
 @dataclass
@@ -49,6 +53,7 @@ class _Endpoint:
     in_use: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     share: int | None = None  # while other replicas hold or want slots: the most to keep
+    wanted: int = 0  # what the store records this replica as waiting for
     last_used: float = 0.0
     talking: asyncio.Task[None] | None = None  # the one store exchange in progress
     # While the store records what this replica keeps, no slot is handed out: the record
@@ -125,8 +130,8 @@ class EndpointSlots:
             self._talk(key, ep)
 
     async def run(self) -> None:
-        """Every tick: give back idle slots and, where other replicas wait for slots of an
-        endpoint this one holds, settle the shares (one query for all endpoints)."""
+        """Every tick: learn each endpoint's share (one query for all endpoints), give back
+        idle slots and slots beyond the share, and ask again for what waiters need."""
         while True:
             await asyncio.sleep(self.tick)
             if self._endpoints:
@@ -134,21 +139,18 @@ class EndpointSlots:
 
     async def _settle(self) -> None:
         try:
-            contested = await self.store.contested_slots(self.owner)
+            contenders: dict[NsName, int] | None = await self.store.slot_contenders(self.owner)
         except Exception as exc:
             self._failed(exc)
-            contested = set()
+            contenders = None
         now = self.clock()
         for key, ep in list(self._endpoints.items()):
+            if contenders is not None:
+                ep.share = slot_share(ep.limit, contenders.get(key, 0))
             idle = ep.held > ep.in_use and now - ep.last_used >= self.idle
-            shared = key in contested
-            if (
-                ep.waiters
-                or ep.excess
-                or idle
-                or (ep.held and shared)
-                or (ep.share is not None and not shared)  # the others are done: no cap
-            ):
+            # A recorded wait nobody waits for any more keeps the others to their share.
+            stale = ep.wanted and not ep.waiters
+            if ep.waiters or ep.excess or idle or stale:
                 self._talk(key, ep)
             elif not ep.held and not ep.in_use and ep.talking is None:
                 del self._endpoints[key]
@@ -189,16 +191,20 @@ class EndpointSlots:
                 idle = not ep.waiters and self.clock() - ep.last_used >= self.idle
                 keep = ep.in_use if idle else max(ep.held - ep.excess, ep.in_use)
                 want = max(len(ep.waiters) - (keep - ep.in_use), 0)
+                spare = max(keep, BATCH) if want else 0
                 ep.recording = True
                 at_share = False
                 try:
-                    grant = await self.store.take_slots(*key, self.owner, keep, want, ep.limit)
+                    grant = await self.store.take_slots(
+                        *key, self.owner, keep, want, ep.limit, spare
+                    )
                 except Exception as exc:
                     self._failed(exc)
                     ep.held, ep.share = max(keep, min(ep.limit, ep.in_use + want)), None
                 else:
                     self._recovered()
                     ep.held, ep.share = keep + grant.granted, grant.share
+                    ep.wanted = max(want - grant.granted, 0)
                     at_share = not grant.granted and grant.share is not None
                     at_share = at_share and ep.held >= (grant.share or 0)
                 finally:

@@ -258,16 +258,24 @@ class SlotGrant:
     share: int | None
 
 
-def slot_grant(limit: int, held: int, want: int, others: list[tuple[int, int]]) -> SlotGrant:
+def slot_grant(
+    limit: int, held: int, want: int, others: list[tuple[int, int]], spare: int = 0
+) -> SlotGrant:
     """Slots for an owner holding `held` of the endpoint's `limit` and waiting for `want`
-    more, beside other owners' (held, wanted): never more than the limit in all, and
-    while others hold or want some, never beyond an even share (rounded up, so a limit
-    below the number of owners still lets each have one in turn)."""
+    more (and glad of `spare` beyond them, so it need not ask again soon), beside other
+    owners' (held, wanted): never more than the limit in all, and while others hold or
+    want some, never beyond an even share (rounded up, so a limit below the number of
+    owners still lets each have one in turn)."""
     taken = sum(h for h, _ in others)
-    contenders = 1 + sum(1 for h, w in others if h > 0 or w > 0)
-    share = None if contenders == 1 else -(-limit // contenders)
+    share = slot_share(limit, sum(1 for h, w in others if h > 0 or w > 0))
     cap = limit if share is None else share
-    return SlotGrant(max(0, min(want, limit - taken - held, cap - held)), share)
+    return SlotGrant(max(0, min(want + spare, limit - taken - held, cap - held)), share)
+
+
+def slot_share(limit: int, others: int) -> int | None:
+    """The most one owner may hold of an endpoint's `limit` slots while `others` owners
+    hold or want some too (None: it is the only one, the limit is its own)."""
+    return None if not others else -(-limit // (others + 1))
 
 
 class OwnerInUse(RuntimeError):
@@ -415,15 +423,23 @@ class Store(Protocol):
         (`rate_not_before`), with that time."""
 
     async def take_slots(
-        self, namespace: str, endpoint: str, owner: str, held: int, want: int, limit: int
+        self,
+        namespace: str,
+        endpoint: str,
+        owner: str,
+        held: int,
+        want: int,
+        limit: int,
+        spare: int = 0,
     ) -> SlotGrant:
         """Record that `owner` holds `held` of the endpoint's `limit` concurrency slots
-        (fewer than before gives some back) and take up to `want` more, shared by every
-        process on the database (`slot_grant`); what it did not get stays wanted, so
-        other owners see it and keep to their share."""
+        (fewer than before gives some back) and take up to `want` more and `spare` beyond
+        them, shared by every process on the database (`slot_grant`); what it did not get
+        of `want` stays wanted, so other owners see it and keep to their share."""
 
-    async def contested_slots(self, owner: str) -> set[tuple[str, str]]:
-        """The endpoints (namespace, name) whose slots owners other than `owner` wait for."""
+    async def slot_contenders(self, owner: str) -> dict[tuple[str, str], int]:
+        """For each endpoint (namespace, name) whose slots owners other than `owner` hold
+        or want: how many of them do (`slot_share` of that is `owner`'s share)."""
 
     async def disabled_endpoints(self) -> list[EndpointState]:
         """Every endpoint currently disabled (loaded at start-up)."""

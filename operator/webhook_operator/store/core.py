@@ -79,7 +79,7 @@ class SharedQueries:
     select_slots: str
     set_slots: str
     drop_slots: str
-    contested_slots: str
+    slot_contenders: str
 
 
 @dataclass(frozen=True)
@@ -445,23 +445,31 @@ class StoreCore:
     # -- concurrency slots ----------------------------------------------------------------
 
     async def take_slots(
-        self, namespace: str, endpoint: str, owner: str, held: int, want: int, limit: int
+        self,
+        namespace: str,
+        endpoint: str,
+        owner: str,
+        held: int,
+        want: int,
+        limit: int,
+        spare: int = 0,
     ) -> SlotGrant:
         params: Params = {"namespace": namespace, "endpoint": endpoint, "owner": owner}
         async with self.db.transaction() as tx:
             await self.db.lock_endpoint_slots(tx, f"{namespace}/{endpoint}")
             others = await tx.fetchall(self.q.select_slots, params)
-            grant = slot_grant(limit, held, want, [(int(h), int(w)) for h, w in others])
-            held, wanted = held + grant.granted, want - grant.granted
+            found = [(int(h), int(w)) for h, w in others]
+            grant = slot_grant(limit, held, want, found, spare)
+            held, wanted = held + grant.granted, max(want - grant.granted, 0)
             if held or wanted:
                 await tx.execute(self.q.set_slots, {**params, "held": held, "wanted": wanted})
             else:
                 await tx.execute(self.q.drop_slots, params)
         return grant
 
-    async def contested_slots(self, owner: str) -> set[tuple[str, str]]:
-        found = await self.db.fetchall(self.q.contested_slots, {"owner": owner})
-        return {(row[0], row[1]) for row in found}
+    async def slot_contenders(self, owner: str) -> dict[tuple[str, str], int]:
+        found = await self.db.fetchall(self.q.slot_contenders, {"owner": owner})
+        return {(row[0], row[1]): int(row[2]) for row in found}
 
     # -- reading deliveries ---------------------------------------------------------------
 

@@ -291,7 +291,8 @@ ON CONFLICT (namespace, endpoint, owner) DO UPDATE SET
 DELETE FROM endpoint_slots
 WHERE namespace = :namespace AND endpoint = :endpoint AND owner = :owner;
 
--- name: contested_slots
--- Endpoints whose slots other owners wait for: their holders should keep to a share.
-SELECT DISTINCT namespace, endpoint FROM endpoint_slots
-WHERE owner <> :owner AND wanted > 0;
+-- name: slot_contenders
+-- Per endpoint, the other owners that hold or want its slots: each owner's share.
+SELECT namespace, endpoint, COUNT(*) FROM endpoint_slots
+WHERE owner <> :owner AND (held > 0 OR wanted > 0)
+GROUP BY namespace, endpoint;
