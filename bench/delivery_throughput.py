@@ -185,7 +185,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     which makes the same run with events posted in batches."""
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=1)
-    parser.add_argument("--store", default=None)
+    parser.add_argument(
+        "--store",
+        default="sqlite",
+        help="sqlite (a fresh file), postgres (a throwaway local server) or a store URL",
+    )
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument(
         "--cpu-limit",

@@ -162,7 +162,11 @@ def running(
         procs.append(receiver_proc)
         if store == "postgres":
             store = stack.enter_context(local_postgres())
-        store = store or f"sqlite:///{work / 'bench.db'}"
+        elif store in (None, "sqlite"):
+            store = f"sqlite:///{work / 'bench.db'}"
+        elif not store.startswith(("sqlite:", "postgresql://", "postgres://")) and "=" not in store:
+            # A bare word would be taken as a file name in the service's directory.
+            raise ValueError(f"--store {store!r}: use sqlite, postgres or a store URL")
         if processes > 1 and store.startswith("sqlite:"):
             raise ValueError("several delivery processes need a PostgreSQL store")
         bases: list[str] = []
