@@ -31,6 +31,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import ceiling, go_receiver
 from bench.cpu_quota import cpu_limited, throttled_seconds
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         machine_busy = machine_cpu().busy_since(machine)
         throttled = sum(throttled_seconds(group) for group in groups)
         rate = stats["count"] / elapsed if elapsed > 0 else 0.0
+        batches = batch_rows(setup.metrics_url)
         # The ceiling in the same run: same machine state, same receiver process.
         ceilings = measure_ceilings(setup.receiver, 0.02 if args.smoke else 1.0)
     fastest = max(float(str(c["deliveries_per_second"])) for c in ceilings.values())
@@ -150,6 +152,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             round(1000 * delivery_cpu / stats["count"], 3) if stats["count"] else 0.0
         ),
         "machine_cpu_busy": round(machine_busy, 3),
+        # Mean rows per store batch in the first process: fewer rows per batch, more CPU
+        # per delivery.
+        "batch_rows_mean": batches,
         "receiver_capacity_per_second": round(capacity["requests_per_sec"], 1),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -158,6 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def table(result: dict[str, object]) -> str:
     ceilings = result["ceiling"]
     assert isinstance(ceilings, dict)
+    batches = result["batch_rows_mean"]
+    assert isinstance(batches, dict)
     rows = [
         ("store / processes", f"{result['store']} / {result['processes']}"),
         ("CPU limit per process", str(result["cpu_limit_per_process"] or "none")),
@@ -176,8 +183,26 @@ def table(result: dict[str, object]) -> str:
         ("delivery RSS idle / peak", f"{result['rss_mb_idle']} / {result['rss_mb_peak']} MB"),
         ("delivery CPU per delivery", f"{result['delivery_cpu_ms_per_delivery']} ms"),
         ("machine CPU busy in the run", f"{100 * float(str(result['machine_cpu_busy'])):.0f}%"),
+        ("rows per batch, first process", ", ".join(f"{op} {n}" for op, n in batches.items())),
     ]
     return columns(rows)
+
+
+def batch_rows(metrics_url: str) -> dict[str, float]:
+    """Mean rows per ingest commit, claim and result batch (`webhook_store_batch_rows`)."""
+    text = httpx.get(metrics_url, timeout=5).text
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "webhook_store_batch_rows":
+            continue
+        for sample in family.samples:
+            op = sample.labels["operation"]
+            if sample.name.endswith("_sum"):
+                sums[op] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[op] = sample.value
+    return {op: round(sums.get(op, 0) / n, 1) for op, n in counts.items() if n}
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -627,6 +627,7 @@ def test_metrics_and_openapi(delivery_service: DeliveryProcess) -> None:
         "webhook_queue_due",
         "webhook_queue_oldest_due_age_seconds",
         "webhook_deliveries_held",
+        'webhook_store_batch_rows_count{operation="claim"}',
     ):
         assert name in metrics
     spec = httpx.get(f"{delivery_service.url}/openapi.json", timeout=10).json()

@@ -342,9 +342,12 @@ class Dispatcher:
                 return []
             free = 1
         limit = min(self.settings.batch, free)
-        return await self.store.claim(
+        claimed = await self.store.claim(
             time.time(), limit, self.settings.lease_seconds, self.settings.owner
         )
+        if claimed:
+            self.metrics.claim_batch.observe(len(claimed))
+        return claimed
 
     async def _dispatch(self, claimed: list[Claimed]) -> None:
         assert self._slots is not None
@@ -673,6 +676,7 @@ class Dispatcher:
         if not self._results:
             return
         batch, self._results = self._results, []
+        self.metrics.results_batch.observe(len(batch))
         try:
             await self.store.finish_attempts(batch, time.time())
         except Exception:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from webhook_operator.store.base import NewDelivery, NewEvent, Store
@@ -21,6 +22,7 @@ Result = tuple[str, int, bool]
 class IngestBatcher:
     store: Store
     max_batch: int = 256
+    observe: Callable[[int], None] = lambda rows: None  # each commit's number of events
     _pending: list[tuple[NewEvent, list[NewDelivery], asyncio.Future[Result]]] = field(
         default_factory=list
     )
@@ -47,6 +49,7 @@ class IngestBatcher:
     async def _commit(
         self, batch: list[tuple[NewEvent, list[NewDelivery], asyncio.Future[Result]]]
     ) -> None:
+        self.observe(len(batch))
         try:
             outcomes = await self.store.create_events([(e, d) for e, d, _ in batch])
         except Exception as exc:

@@ -8,6 +8,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# Rows per store batch: the claim and result batches stop at 64, ingest commits at 256.
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -56,6 +58,19 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Each replica's batches: a replica that pays its per-batch costs over few rows
+        # spends more CPU per delivery (light load, or replicas splitting a small load).
+        batch_rows = Histogram(
+            "webhook_store_batch_rows",
+            "Rows per store batch, by operation: ingest (events per group commit), claim"
+            " (deliveries per claim), results (attempts recorded per batch).",
+            ["operation"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.ingest_batch = batch_rows.labels("ingest")
+        self.claim_batch = batch_rows.labels("claim")
+        self.results_batch = batch_rows.labels("results")
         self.queue_due = Gauge(
             "webhook_queue_due", "Deliveries due for an attempt now.", registry=r
         )

@@ -97,7 +97,7 @@ class Service:
         self.states.released = self.dispatcher.wake
         # Ping and operational notifications: events for one named endpoint.
         self.addressed = AddressedEvents(store, self.states, self.dispatcher.wake)
-        self.ingest = IngestBatcher(store)
+        self.ingest = IngestBatcher(store, observe=self.metrics.ingest_batch.observe)
         self.hold_expiry = HoldExpiry(store, self.registry, self.metrics)
         self.informers: list[Informer] = []
         self._background: set[asyncio.Task[Any]] = set()
